@@ -1,0 +1,105 @@
+"""The registry of host-side modules: each file here is one module, found by its name.
+
+Module files run on the managed host (standard library only); the controller imports
+them too, to validate arguments with pydantic against each module's `Args` dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import typing
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+PACKAGE_DIR = Path(__file__).parent
+PREFIXES = ("ansible.builtin.", "ansible.legacy.", "ansible.posix.", "community.general.", "provision.")
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """What the controller knows of a module: its code, argument type and aliases."""
+
+    name: str
+    module: ModuleType
+    args_type: type
+    aliases: dict[str, str]
+    free_form: str | None
+    adapter: TypeAdapter[Any]
+
+    @property
+    def fields(self) -> dict[str, dataclasses.Field[Any]]:
+        return {f.name: f for f in dataclasses.fields(self.args_type)}
+
+
+def canonical_name(name: str) -> str:
+    for prefix in PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+@cache
+def host_modules() -> dict[str, ModuleSpec]:
+    specs: dict[str, ModuleSpec] = {}
+    for info in pkgutil.iter_modules([str(PACKAGE_DIR)]):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        args_type = mod.Args
+        args_type.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+        spec = ModuleSpec(
+            name=getattr(mod, "NAME", info.name), module=mod, args_type=args_type,
+            aliases=dict(getattr(mod, "ALIASES", {})), free_form=getattr(mod, "FREE_FORM", None),
+            adapter=TypeAdapter(args_type))
+        specs[spec.name] = spec
+        for extra in getattr(mod, "OTHER_NAMES", ()):
+            specs[extra] = spec
+    return specs
+
+
+def normalize_args(spec: ModuleSpec, raw: dict[str, Any]) -> dict[str, Any]:
+    """Apply aliases and Ansible's comma-separated lists, before type validation."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = spec.aliases.get(key, key)
+        if name == "_raw_params" and spec.free_form:
+            name = spec.free_form
+        out[name] = value
+    for name, fld in spec.fields.items():
+        if name in out and isinstance(out[name], str) and _is_list_type(fld.type, spec.module):
+            out[name] = [v.strip() for v in out[name].split(",") if v.strip()]
+    return out
+
+
+def _is_list_type(annotation: Any, module: ModuleType) -> bool:
+    if isinstance(annotation, str):
+        try:
+            annotation = eval(annotation, vars(module))  # noqa: S307 - our own annotation strings
+        except Exception:
+            return False
+    origin = typing.get_origin(annotation)
+    if origin in (list, typing.List):
+        return True
+    if origin is typing.Union:
+        return any(_is_list_type(a, module) for a in typing.get_args(annotation))
+    return False
+
+
+def validate_args(spec: ModuleSpec, raw: dict[str, Any]) -> Any:
+    """Return the module's Args instance, or raise pydantic's ValidationError."""
+    return spec.adapter.validate_python(normalize_args(spec, raw))
+
+
+def args_to_wire(args: Any) -> dict[str, Any]:
+    return dataclasses.asdict(args)
+
+
+__all__ = ["ModuleSpec", "host_modules", "canonical_name", "validate_args", "normalize_args",
+           "args_to_wire", "ValidationError"]

@@ -1,0 +1,295 @@
+"""What a module sees of the host it runs on: commands, files, facts, check/diff mode.
+
+This file is shipped to every managed host with the modules and runs there under the
+host's own python3 (>= 3.7, standard library only). The same code runs in-process in
+unit tests, so a module is tested on real files and commands without any connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import grp
+import stat as stat_mod
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+
+class ModuleError(Exception):
+    """A module could not do what was asked; becomes a `failed` task result with this message."""
+
+    def __init__(self, msg: str, **data: Any) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.data = data
+
+
+@dataclass
+class Change:
+    """A module's decision, made from the host's state before anything is touched.
+
+    `changed=False` means the host already is as asked. `todo` is the module's own
+    payload handed back to its `apply`; `diff` is {"before": str, "after": str, ...}
+    shown with --diff; `data` is returned to `register` in both check and apply mode.
+    """
+
+    changed: bool
+    msg: str = ""
+    diff: Optional[Dict[str, Any]] = None
+    todo: Any = None
+    data: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CommandResult:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+class Host:
+    """The managed host, from the inside: run commands, read and write files atomically."""
+
+    def __init__(self, facts: Optional[Dict[str, Any]] = None, check_mode: bool = False,
+                 diff_mode: bool = False, env: Optional[Mapping[str, str]] = None,
+                 tmpdir: Optional[str] = None) -> None:
+        self.facts: Dict[str, Any] = facts or {}
+        self.check_mode = check_mode
+        self.diff_mode = diff_mode
+        self.env: Dict[str, str] = dict(env or {})
+        self.tmpdir = tmpdir
+
+    # -- commands -------------------------------------------------------------
+    def run(self, argv: Sequence[str], *, stdin: Optional[str] = None, cwd: Optional[str] = None,
+            env: Optional[Mapping[str, str]] = None, shell: bool = False,
+            check: bool = False, timeout: Optional[float] = None) -> CommandResult:
+        """Run argv (never through a shell unless `shell=True` with a single string)."""
+        full_env = dict(os.environ)
+        full_env.setdefault("LANG", "C.UTF-8")
+        full_env.update(self.env)
+        if env:
+            full_env.update(env)
+        if shell:
+            cmd: Any = argv if isinstance(argv, str) else " ".join(argv)
+            executable = full_env.get("PROVISION_SHELL", "/bin/sh")
+        else:
+            cmd = list(argv)
+            executable = None
+        try:
+            proc = subprocess.run(
+                cmd, input=stdin if stdin is not None else "", cwd=cwd, env=full_env,
+                shell=shell, executable=executable, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                universal_newlines=True, errors="replace", timeout=timeout)
+        except FileNotFoundError as exc:
+            result = CommandResult(127, "", "%s: command not found" % (exc.filename or argv[0]))
+        except subprocess.TimeoutExpired:
+            result = CommandResult(124, "", "timed out after %ss" % timeout)
+        else:
+            result = CommandResult(proc.returncode, proc.stdout, proc.stderr)
+        if check and not result.ok:
+            shown = argv if isinstance(argv, str) else " ".join(argv)
+            raise ModuleError("%s failed (rc=%d): %s" % (shown, result.rc, (result.stderr or result.stdout).strip()[-2000:]),
+                              rc=result.rc, stdout=result.stdout, stderr=result.stderr)
+        return result
+
+    def which(self, name: str) -> Optional[str]:
+        import shutil
+        return shutil.which(name, path=self.env.get("PATH") or os.environ.get("PATH"))
+
+    # -- files ----------------------------------------------------------------
+    def read_bytes(self, path: str) -> Optional[bytes]:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def read_text(self, path: str) -> Optional[str]:
+        data = self.read_bytes(path)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    def stat(self, path: str, follow: bool = False) -> Optional[Dict[str, Any]]:
+        """Ansible-like stat dict, or None when the path does not exist."""
+        try:
+            st = os.stat(path) if follow else os.lstat(path)
+        except FileNotFoundError:
+            return None
+        mode = st.st_mode
+        kind = ("directory" if stat_mod.S_ISDIR(mode) else "link" if stat_mod.S_ISLNK(mode)
+                else "file" if stat_mod.S_ISREG(mode) else "other")
+        info: Dict[str, Any] = {
+            "exists": True, "path": path, "state": kind,
+            "isdir": kind == "directory", "isreg": kind == "file", "islnk": kind == "link",
+            "mode": "%04o" % stat_mod.S_IMODE(mode), "uid": st.st_uid, "gid": st.st_gid,
+            "owner": _user_name(st.st_uid), "group": _group_name(st.st_gid),
+            "size": st.st_size, "mtime": st.st_mtime,
+        }
+        if kind == "link":
+            info["lnk_source"] = os.readlink(path)
+        return info
+
+    def checksum(self, path: str) -> Optional[str]:
+        """sha1 of a regular file, as Ansible reports it."""
+        h = hashlib.sha1()
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        return h.hexdigest()
+
+    def write_atomic(self, path: str, data: bytes, mode: Optional[int] = None,
+                     owner: Optional[str] = None, group: Optional[str] = None) -> None:
+        """Write via a temp file in the same directory and rename, so readers never see half a file.
+
+        An existing file's mode and ownership are kept unless new ones are given.
+        """
+        directory = os.path.dirname(os.path.abspath(path)) or "/"
+        old = None
+        try:
+            old = os.stat(path)
+        except FileNotFoundError:
+            pass
+        fd, tmp = tempfile.mkstemp(prefix=".provision-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if mode is not None:
+                os.chmod(tmp, mode)
+            elif old is not None:
+                os.chmod(tmp, stat_mod.S_IMODE(old.st_mode))
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o666 & ~umask)
+            uid = gid = -1
+            if old is not None and os.geteuid() == 0:
+                uid, gid = old.st_uid, old.st_gid
+            if owner is not None:
+                uid = resolve_uid(owner)
+            if group is not None:
+                gid = resolve_gid(group)
+            if (uid, gid) != (-1, -1):
+                os.chown(tmp, uid, gid)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+
+def resolve_uid(owner: str) -> int:
+    if str(owner).isdigit():
+        return int(owner)
+    try:
+        return pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        raise ModuleError("no such user: %s" % owner)
+
+
+def resolve_gid(group: str) -> int:
+    if str(group).isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ModuleError("no such group: %s" % group)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def parse_mode(mode: Any, current: Optional[int] = None) -> Optional[int]:
+    """Octal string/int ('0644', 644 as Ansible reads it, 0o644) or symbolic ('u+x,go-w')."""
+    if mode is None:
+        return None
+    if isinstance(mode, int):
+        # YAML already read 0644 as octal; a bare int is taken as is, like Ansible does.
+        return mode
+    text = str(mode).strip()
+    if text and all(c in "01234567" for c in text):
+        return int(text, 8)
+    return _symbolic_mode(text, current or 0)
+
+
+def _symbolic_mode(text: str, current: int) -> int:
+    result = current
+    for clause in text.split(","):
+        who = ""
+        i = 0
+        while i < len(clause) and clause[i] in "ugoa":
+            who += clause[i]
+            i += 1
+        who = who or "a"
+        if i >= len(clause) or clause[i] not in "+-=":
+            raise ModuleError("bad symbolic mode: %r" % text)
+        op = clause[i]
+        perms = clause[i + 1:]
+        bits = 0
+        for w in ("a" if "a" in who else who):
+            for p in perms:
+                shift = {"u": 6, "g": 3, "o": 0}
+                targets = "ugo" if w == "a" else w
+                for t in targets:
+                    if p == "r":
+                        bits |= 4 << shift[t]
+                    elif p == "w":
+                        bits |= 2 << shift[t]
+                    elif p == "x":
+                        bits |= 1 << shift[t]
+                    elif p == "X":
+                        if stat_mod.S_ISDIR(current) or current & 0o111:
+                            bits |= 1 << shift[t]
+                    elif p == "s":
+                        bits |= stat_mod.S_ISUID if t == "u" else stat_mod.S_ISGID if t == "g" else 0
+                    elif p == "t":
+                        bits |= stat_mod.S_ISVTX
+                    else:
+                        raise ModuleError("bad symbolic mode: %r" % text)
+        mask = 0
+        for t in ("ugo" if "a" in who else who):
+            mask |= {"u": 0o4700, "g": 0o2070, "o": 0o1007}[t]
+        if op == "+":
+            result |= bits
+        elif op == "-":
+            result &= ~bits
+        else:
+            result = (result & ~mask) | bits
+    return stat_mod.S_IMODE(result)
+
+
+def text_diff(path: str, before: Optional[str], after: Optional[str]) -> Dict[str, Any]:
+    return {"path": path, "before": before if before is not None else "", "after": after if after is not None else ""}
+
+
+def as_list(value: Any) -> List[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str) and "," in value:
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [value]

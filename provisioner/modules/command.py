@@ -1,0 +1,74 @@
+"""command: run a program with arguments, never through a shell.
+
+`creates`/`removes` make it idempotent: the command is skipped when the path already
+exists (or is already gone). Otherwise it always reports changed, as in Ansible.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from provisioner.host.runtime import Change, Host, ModuleError
+
+FREE_FORM = "cmd"
+ALIASES = {"_uses_shell": "cmd"}
+
+
+@dataclass
+class Args:
+    cmd: Optional[str] = None
+    argv: Optional[List[str]] = None
+    chdir: Optional[str] = None
+    creates: Optional[str] = None
+    removes: Optional[str] = None
+    stdin: Optional[str] = None
+    stdin_add_newline: bool = True
+    strip_empty_ends: bool = True
+
+
+def skip_reason(creates: Optional[str], removes: Optional[str], chdir: Optional[str]) -> Optional[str]:
+    """Why the command need not run, from `creates`/`removes`; None when it must run."""
+    def exists(pattern: str) -> bool:
+        path = os.path.join(chdir, pattern) if chdir and not os.path.isabs(pattern) else pattern
+        return bool(glob.glob(path))
+    if creates and exists(creates):
+        return "skipped, since %s exists" % creates
+    if removes and not exists(removes):
+        return "skipped, since %s does not exist" % removes
+    return None
+
+
+def plan(args: Args, host: Host) -> Change:
+    if not args.cmd and not args.argv:
+        raise ModuleError("command needs a command line (free form, cmd: or argv:)")
+    if args.cmd and args.argv:
+        raise ModuleError("give either cmd or argv, not both")
+    reason = skip_reason(args.creates, args.removes, args.chdir)
+    if reason:
+        return Change(False, reason, data={"rc": 0, "stdout": "", "stderr": "", "cmd": args.cmd or args.argv})
+    shown = args.cmd or " ".join(shlex.quote(a) for a in args.argv or [])
+    return Change(True, "would run: %s" % shown if host.check_mode else "", data={"cmd": args.cmd or args.argv})
+
+
+def run_and_report(host: Host, argv: Any, args: Any, shell: bool) -> Dict[str, Any]:
+    stdin = args.stdin
+    if stdin is not None and args.stdin_add_newline and not stdin.endswith("\n"):
+        stdin += "\n"
+    res = host.run(argv, stdin=stdin, cwd=args.chdir, shell=shell)
+    out, err = res.stdout, res.stderr
+    if args.strip_empty_ends:
+        out, err = out.rstrip("\r\n"), err.rstrip("\r\n")
+    data: Dict[str, Any] = {"rc": res.rc, "stdout": out, "stderr": err,
+                            "stdout_lines": out.splitlines(), "stderr_lines": err.splitlines()}
+    if res.rc != 0:
+        raise ModuleError("non-zero return code %d" % res.rc, **data)
+    return data
+
+
+def apply(args: Args, change: Change, host: Host) -> Dict[str, Any]:
+    argv = args.argv if args.argv else shlex.split(args.cmd or "")
+    return run_and_report(host, argv, args, shell=False)

@@ -1,0 +1,16 @@
+"""Run a host-side module in-process, as the agent would on a host: validate, plan, apply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provisioner.host.dispatch import execute_module
+from provisioner.host.runtime import Host
+from provisioner.modules import host_modules, validate_args
+
+
+def run_module(name: str, check: bool = False, diff: bool = False, facts: dict[str, Any] | None = None,
+               **raw: Any) -> dict[str, Any]:
+    spec = host_modules()[name]
+    args = validate_args(spec, raw)
+    return execute_module(spec.module, args, Host(facts=facts or {}, check_mode=check, diff_mode=diff))
