@@ -1,0 +1,163 @@
+"""Every name a task may use: host modules (run on the host) and controller actions.
+
+A controller action is a file here with `ARGS` (a pydantic model, or None to skip
+checking) and `run(args, ctx) -> dict`; it may call host modules through `ctx`. Host
+modules come from `provisioner.modules`. An action file with `WRAPS = "<module>"` takes
+that host module's arguments (e.g. `template` and `copy` read a local file, then ship
+its content to the host's `copy`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from provisioner.errors import Position, UserError
+from provisioner.modules import ModuleSpec, canonical_name, host_modules, normalize_args
+from provisioner.template import is_template
+
+if TYPE_CHECKING:
+    from provisioner.load.playbook import Loader, Task
+
+INCLUDES = ("include_tasks", "import_tasks", "include_role", "import_role", "include")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    free_form: str | None
+    host_module: ModuleSpec | None = None      # set: the task runs this module on the host
+    controller: Any = None                      # set: a controller action module (run(args, ctx))
+
+    def check(self, task: Task, loader: Loader) -> None:
+        """Check the literal (untemplated) arguments now, so mistakes stop the run before it starts."""
+        if self.name in INCLUDES:
+            return
+        if self.host_module is not None:
+            check_module_args(self.host_module, task.args, task.pos, self.name)
+        if self.controller is not None:
+            model = getattr(self.controller, "ARGS", None)
+            if model is not None:
+                check_model_args(model, task.args, task.pos, self.name,
+                                 getattr(self.controller, "FREE_FORM", None))
+            extra_check = getattr(self.controller, "check", None)
+            if extra_check is not None:
+                extra_check(task, loader)
+
+
+@cache
+def controller_actions() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        out[getattr(mod, "NAME", info.name)] = mod
+        for other in getattr(mod, "OTHER_NAMES", ()):
+            out[other] = mod
+    return out
+
+
+def lookup_action(name: str) -> ActionSpec | None:
+    name = canonical_name(name)
+    if name in INCLUDES:
+        return ActionSpec(name, "file" if name != "include_role" and name != "import_role" else None)
+    ctl = controller_actions().get(name)
+    mods = host_modules()
+    if ctl is not None:
+        wrapped = mods.get(getattr(ctl, "WRAPS", "")) if getattr(ctl, "WRAPS", None) else None
+        return ActionSpec(name, getattr(ctl, "FREE_FORM", None), host_module=wrapped, controller=ctl)
+    spec = mods.get(name)
+    if spec is not None:
+        return ActionSpec(name, spec.free_form, host_module=spec)
+    return None
+
+
+def all_action_names() -> list[str]:
+    return sorted(set(host_modules()) | set(controller_actions()) | set(INCLUDES))
+
+
+def check_module_args(spec: ModuleSpec, raw: dict[str, Any], pos: Position, name: str) -> None:
+    args = normalize_args(spec, {k: v for k, v in raw.items()})
+    fields = spec.fields
+    hints = _hints(spec.args_type)
+    for key, value in args.items():
+        if key not in fields:
+            from provisioner.load.playbook import _did_you_mean
+            allowed = ", ".join(sorted(f for f in fields if not f.startswith("_")))
+            raise UserError(f"module {name!r} has no argument {key!r}{_did_you_mean(str(key), fields)}; "
+                            f"expected one of: {allowed}", pos)
+        if _contains_template(value):
+            continue
+        try:
+            _adapter(hints[key]).validate_python(value)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise UserError(f"argument {key!r} of {name!r}: {err['msg'].lower()} (got {value!r})", pos) from None
+    for fname, fld in fields.items():
+        if fld.default is MISSING and fld.default_factory is MISSING and fname not in args:
+            raise UserError(f"module {name!r} needs argument {fname!r}", pos)
+
+
+def check_model_args(model: type[BaseModel], raw: dict[str, Any], pos: Position, name: str,
+                     free_form: str | None) -> None:
+    if free_form and "_raw_params" in raw:
+        raw = {**{k: v for k, v in raw.items() if k != "_raw_params"}, free_form: raw["_raw_params"]}
+    for key in raw:
+        if key not in model.model_fields and not any(
+                f.alias == key for f in model.model_fields.values()):
+            if getattr(model, "model_config", {}).get("extra") == "allow":
+                continue
+            from provisioner.load.playbook import _did_you_mean
+            allowed = ", ".join(sorted(model.model_fields))
+            raise UserError(f"module {name!r} has no argument {key!r}{_did_you_mean(str(key), model.model_fields)};"
+                            f" expected one of: {allowed}", pos)
+    literal = {k: v for k, v in raw.items() if not _contains_template(v)}
+    try:
+        model.model_validate(literal)
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = err["loc"][0] if err["loc"] else None
+            if err["type"] == "missing" and key is not None and key in raw:
+                continue  # given, but templated: checked at run time
+            what = f"argument {key!r}" if key is not None else "arguments"
+            raise UserError(f"{what} of {name!r}: {err['msg'].lower()}", pos) from None
+
+
+def _contains_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, dict):
+        return any(_contains_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_template(v) for v in value)
+    return False
+
+
+@cache
+def _hints(args_type: type) -> dict[str, Any]:
+    import sys
+    return typing.get_type_hints(args_type, vars(sys.modules[args_type.__module__]))
+
+
+@cache
+def _adapter_cached(tp: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(tp)
+
+
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    try:
+        return _adapter_cached(tp)
+    except TypeError:  # unhashable annotation
+        return TypeAdapter(tp)
+
+
+ActionRun = Callable[[Any, Any], dict[str, Any]]

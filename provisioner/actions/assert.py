@@ -1,0 +1,27 @@
+"""assert: check conditions on this host's variables; fail with a message when one is false."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME = "assert"
+
+
+class ARGS(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    that: Any
+    fail_msg: Any = Field(default=None, alias="msg")
+    success_msg: Any = "All assertions passed"
+    quiet: bool = False
+
+
+def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+    conditions = args.that if isinstance(args.that, list) else [args.that]
+    for cond in conditions:
+        if not ctx.templar.condition(cond, ctx.vars):
+            msg = args.fail_msg if args.fail_msg is not None else "Assertion failed"
+            return {"failed": True, "changed": False, "msg": str(msg), "assertion": str(cond),
+                    "evaluated_to": False}
+    return {"changed": False, "msg": str(args.success_msg)}

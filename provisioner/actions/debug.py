@@ -1,0 +1,21 @@
+"""debug: print a message or a variable's value (never changes anything)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ARGS(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    msg: Any = None
+    var: str | None = None
+    verbosity: int = 0
+
+
+def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+    if args.var is not None:
+        value = ctx.templar.render("{{ " + args.var + " }}", ctx.vars)
+        return {"changed": False, args.var: value}
+    return {"changed": False, "msg": "Hello world!" if args.msg is None else args.msg}

@@ -1,0 +1,42 @@
+"""include_vars: load variables from a YAML file (per-OS vars of a role, typically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from provisioner.errors import TemplateError
+from provisioner.load.yamlsrc import load_yaml_file
+
+FREE_FORM = "file"
+
+
+class ARGS(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str | None = None
+    dir: str | None = None
+    name: str | None = None
+    files_matching: str | None = None
+    ignore_unknown_extensions: bool = False
+
+
+def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+    files: list[Path] = []
+    if args.file:
+        files.append(ctx.find_file("vars", args.file))
+    elif args.dir:
+        d = ctx.find_file("vars", args.dir)
+        files.extend(sorted(p for p in d.iterdir() if p.suffix in (".yml", ".yaml", ".json")))
+    else:
+        raise TemplateError("include_vars needs a file or dir")
+    loaded: dict[str, Any] = {}
+    for f in files:
+        data = load_yaml_file(f) or {}
+        if not isinstance(data, dict):
+            raise TemplateError(f"{f}: a vars file must be a mapping")
+        loaded.update(data)
+    facts = {args.name: loaded} if args.name else loaded
+    return {"changed": False, "ansible_included_var_files": [str(f) for f in files], "_set_facts": facts,
+            "ansible_facts": facts}

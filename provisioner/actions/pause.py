@@ -1,0 +1,23 @@
+"""pause: wait a number of seconds (never prompts: runs are unattended)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ARGS(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = 0
+    minutes: float = 0
+    prompt: str | None = None
+    echo: bool = True
+
+
+def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+    total = args.seconds + 60 * args.minutes
+    if not ctx.check:
+        time.sleep(total)
+    return {"changed": False, "delta": total}

@@ -1,0 +1,65 @@
+"""template: render a Jinja2 file on the controller, then write it on the host like `copy`."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from provisioner.errors import TemplateError
+
+
+class ARGS(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    src: str
+    dest: str
+    mode: Any = None
+    owner: str | None = None
+    group: str | None = None
+    backup: bool = False
+    force: bool = True
+    validate_cmd: str | None = Field(default=None, alias="validate")
+    newline_sequence: str = "\n"
+    trim_blocks: bool = True
+    lstrip_blocks: bool = False
+    output_encoding: str = "utf-8"
+
+
+def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+    path = ctx.find_file("templates", args.src)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"cannot read template {path}: {exc}") from None
+    from provisioner.template import environment
+    from provisioner.template import LazyVars
+    env = environment().overlay(trim_blocks=args.trim_blocks, lstrip_blocks=args.lstrip_blocks)
+    layer = {"template_path": str(path), "template_fullpath": str(path.resolve()),
+             "template_destpath": args.dest, "template_host": ctx.host_name,
+             "ansible_managed": "Managed by provision: do not edit by hand"}
+    variables = LazyVars([ctx.vars, layer], ctx.templar)
+    try:
+        tmpl = env.from_string(source)
+        from provisioner.template import _Context
+        jctx = tmpl.new_context(_Context(variables), shared=True)  # type: ignore[arg-type]
+        text = env.concat(tmpl.root_render_func(jctx))  # type: ignore[attr-defined]
+    except TemplateError as exc:
+        raise TemplateError(f"{args.src}: {exc}") from None
+    except Exception as exc:
+        import jinja2
+        if isinstance(exc, jinja2.UndefinedError):
+            raise TemplateError(f"{args.src}: undefined variable: {exc.message}") from None
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            raise TemplateError(f"{path}:{exc.lineno}: template syntax error: {exc.message}") from None
+        raise TemplateError(f"{args.src}: {type(exc).__name__}: {exc}") from None
+    if args.newline_sequence != "\n":
+        text = text.replace("\n", args.newline_sequence)
+    copy_args: dict[str, Any] = {"dest": args.dest, "content_b64": base64.b64encode(
+        text.encode(args.output_encoding)).decode(), "backup": args.backup, "force": args.force}
+    for key in ("mode", "owner", "group"):
+        if getattr(args, key) is not None:
+            copy_args[key] = getattr(args, key)
+    if args.validate_cmd is not None:
+        copy_args["validate"] = args.validate_cmd
+    return ctx.run_module("copy", copy_args)

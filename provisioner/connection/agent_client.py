@@ -1,0 +1,69 @@
+"""The controller's side of the agent: start it over a connection, then ask and answer.
+
+Starting costs one exec session; the boot line, the code bundle and the first request
+(facts) travel in one write, so a host is connected and known after one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from provisioner.connection.base import Connection, Stream, Unreachable
+from provisioner.host.agent import BOOT_CODE, BOOT_MARKER
+from provisioner.host.bundle import bundle_line
+
+
+class AgentError(Exception):
+    """The agent answered with something that is not a reply (a bug or a broken host python)."""
+
+
+class AgentSession:
+    def __init__(self, connection: Connection, python: str = "python3") -> None:
+        self.connection = connection
+        self.python = python
+        self.stream: Stream | None = None
+        self._next_id = 0
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def start(self, first: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Open the connection, start the agent and (optionally) send a first request with it."""
+        self.connection.open()
+        self.stream = self.connection.start([self.python, "-c", BOOT_CODE])
+        payload = BOOT_MARKER + b"\n" + bundle_line()
+        if first is None:
+            self.stream.write(payload)
+            return None
+        return self._exchange(first, prefix=payload)
+
+    def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        return self._exchange({"op": op, **fields})
+
+    def _exchange(self, request: dict[str, Any], prefix: bytes = b"") -> dict[str, Any]:
+        with self._lock:
+            if self.stream is None:
+                raise Unreachable(f"{self.connection.name}: not connected")
+            self._next_id += 1
+            request = {**request, "id": self._next_id}
+            self.stream.write(prefix + json.dumps(request, default=str).encode() + b"\n")
+            line = self.stream.readline()
+            self.requests += 1
+        try:
+            reply = json.loads(line.decode())
+        except ValueError:
+            text = line.decode(errors="replace").strip()
+            if "not found" in text or "No such file" in text:
+                raise Unreachable(f"{self.connection.name}: {self.python} not found on the host") from None
+            raise AgentError(f"{self.connection.name}: agent said {text[:300]!r}") from None
+        if reply.get("id") != request["id"]:
+            raise AgentError(f"{self.connection.name}: reply out of order")
+        reply.pop("id", None)
+        return reply
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+        self.connection.close()

@@ -1,0 +1,81 @@
+"""The local connection: this machine, through subprocesses (no SSH)."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+from provisioner.connection.base import Result, Unreachable
+
+
+class LocalStream:
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError) as exc:
+            raise Unreachable(f"local agent is gone: {self._why()}") from exc
+
+    def readline(self) -> bytes:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise Unreachable(f"local agent exited: {self._why()}")
+        return line
+
+    def _why(self) -> str:
+        try:
+            self.proc.wait(timeout=2)
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        except Exception:
+            err = ""
+        return err.strip()[-500:] or f"exit code {self.proc.returncode}"
+
+    def close(self) -> None:
+        try:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f:
+                f.close()
+
+
+class LocalConnection:
+    def __init__(self, name: str = "localhost") -> None:
+        self.name = name
+        self._streams: list[LocalStream] = []
+
+    def open(self) -> None:
+        return None
+
+    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float | None = None) -> Result:
+        proc = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout)
+        return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+    def start(self, argv: list[str]) -> LocalStream:
+        stream = LocalStream(argv)
+        self._streams.append(stream)
+        return stream
+
+    def put(self, data: bytes, remote_path: str) -> None:
+        Path(remote_path).write_bytes(data)
+
+    def get(self, remote_path: str) -> bytes:
+        return Path(remote_path).read_bytes()
+
+    def close(self) -> None:
+        for s in self._streams:
+            s.close()
+        self._streams.clear()
+
+    def describe(self, argv: list[str]) -> str:
+        return " ".join(shlex.quote(a) for a in argv)

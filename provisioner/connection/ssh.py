@@ -1,0 +1,195 @@
+"""The SSH connection (paramiko): one persistent connection per host for the whole run.
+
+Host keys are checked strictly against known_hosts: an unknown key is refused unless
+the user opted in to accept new keys (then it is recorded), and a changed key is always
+refused, since that is what a man-in-the-middle looks like.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from provisioner.connection.base import Result, Unreachable
+
+_KNOWN_HOSTS_LOCK = threading.Lock()
+
+
+def known_hosts_name(address: str, port: int) -> str:
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
+    """Record an unknown host's key in the known_hosts file (never replaces a known one)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        with _KNOWN_HOSTS_LOCK:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="ascii") as f:
+                f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+class _RejectPolicy(paramiko.MissingHostKeyPolicy):
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        fp = key.fingerprint if hasattr(key, "fingerprint") else key.get_name()
+        raise Unreachable(
+            f"host key of {hostname} is unknown ({fp}): refused. Check it, then add it to "
+            f"{self.files[0] if self.files else '~/.ssh/known_hosts'} or run with --accept-new-host-keys")
+
+
+class SSHStream:
+    def __init__(self, channel: paramiko.Channel, name: str) -> None:
+        self.channel = channel
+        self.name = name
+        self._out = channel.makefile("rb")
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.channel.sendall(data)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise Unreachable(f"connection to {self.name} lost: {exc or type(exc).__name__}") from exc
+
+    def readline(self) -> bytes:
+        try:
+            line = self._out.readline()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise Unreachable(f"connection to {self.name} lost: {exc or type(exc).__name__}") from exc
+        if not line:
+            err = b""
+            try:
+                while self.channel.recv_stderr_ready():
+                    err += self.channel.recv_stderr(65536)
+            except Exception:
+                pass
+            detail = err.decode(errors="replace").strip()[-300:]
+            raise Unreachable(f"connection to {self.name} lost" + (f": {detail}" if detail else
+                                                                    " (the remote side closed it)"))
+        return line
+
+    def close(self) -> None:
+        try:
+            self.channel.shutdown_write()
+            self.channel.close()
+        except Exception:
+            pass
+
+
+class SSHConnection:
+    def __init__(self, name: str, address: str, port: int = 22, user: str | None = None,
+                 key_file: str | None = None, password: str | None = None,
+                 known_hosts: list[Path] | None = None, accept_new_host_keys: bool = False,
+                 timeout: float = 10.0) -> None:
+        self.name = name
+        self.address = address
+        self.port = port
+        self.user = user or os.environ.get("USER") or "root"
+        self.key_file = key_file
+        self.password = password
+        self.known_hosts = known_hosts or [Path("~/.ssh/known_hosts").expanduser()]
+        self.accept_new = accept_new_host_keys
+        self.timeout = timeout
+        self.client: paramiko.SSHClient | None = None
+
+    def open(self) -> None:
+        client = paramiko.SSHClient()
+        for f in self.known_hosts:
+            if f.exists():
+                try:
+                    client.get_host_keys().load(str(f))
+                except (OSError, paramiko.SSHException) as exc:
+                    raise Unreachable(f"cannot read known_hosts {f}: {exc}") from exc
+        client.set_missing_host_key_policy(_AcceptNewPolicy(self.known_hosts[0]) if self.accept_new
+                                           else _RejectPolicy(self.known_hosts))
+        kwargs: dict[str, Any] = dict(hostname=self.address, port=self.port, username=self.user,
+                                      timeout=self.timeout, banner_timeout=self.timeout,
+                                      auth_timeout=self.timeout, compress=False)
+        if self.key_file:
+            kwargs.update(key_filename=os.path.expanduser(self.key_file), look_for_keys=False, allow_agent=False)
+        if self.password:
+            kwargs["password"] = self.password
+        where = f"{self.user}@{self.address}:{self.port}"
+        try:
+            client.connect(**kwargs)
+        except Unreachable:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise Unreachable(
+                f"HOST KEY CHANGED for {known_hosts_name(self.address, self.port)}: refused (possible "
+                f"man-in-the-middle). Got {exc.key.get_name()} {exc.key.fingerprint}; if the change is expected, "
+                f"remove the old line from {self.known_hosts[0]}") from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise Unreachable(f"authentication failed for {where}: {exc}") from None
+        except (socket.timeout, TimeoutError):
+            client.close()
+            raise Unreachable(f"cannot connect to {where}: timed out after {self.timeout:g}s") from None
+        except ConnectionRefusedError:
+            client.close()
+            raise Unreachable(f"cannot connect to {where}: connection refused") from None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            client.close()
+            raise Unreachable(f"cannot connect to {where}: {exc or type(exc).__name__}") from None
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(15)
+        self.client = client
+
+    def _transport(self) -> paramiko.Transport:
+        if self.client is None:
+            self.open()
+        assert self.client is not None
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise Unreachable(f"connection to {self.name} is closed")
+        return transport
+
+    def start(self, argv: list[str]) -> SSHStream:
+        try:
+            channel = self._transport().open_session()
+            channel.exec_command(" ".join(shlex.quote(a) for a in argv))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise Unreachable(f"cannot start a command on {self.name}: {exc or type(exc).__name__}") from exc
+        return SSHStream(channel, self.name)
+
+    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float | None = None) -> Result:
+        try:
+            channel = self._transport().open_session()
+            channel.settimeout(timeout)
+            channel.exec_command(" ".join(shlex.quote(a) for a in argv))
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            out = channel.makefile("rb").read()
+            err = channel.makefile_stderr("rb").read()
+            rc = channel.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise Unreachable(f"command on {self.name} failed: {exc or type(exc).__name__}") from exc
+        return Result(rc, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def put(self, data: bytes, remote_path: str) -> None:
+        with self._transport().open_sftp_client() as sftp, sftp.open(remote_path, "wb") as f:
+            f.write(data)
+
+    def get(self, remote_path: str) -> bytes:
+        with self._transport().open_sftp_client() as sftp, sftp.open(remote_path, "rb") as f:
+            return f.read()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None

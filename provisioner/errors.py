@@ -1,0 +1,33 @@
+"""The one exception type for mistakes in what the user wrote: it names file, line and column."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Position:
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if not self.line:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column}" if self.column else f"{self.file}:{self.line}"
+
+
+class UserError(Exception):
+    """Bad input (playbook, role, inventory, vars, command line): printed as one line, exit code 2."""
+
+    def __init__(self, message: str, pos: Position | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+
+    def __str__(self) -> str:
+        return f"{self.pos}: {self.message}" if self.pos else self.message
+
+
+class TemplateError(Exception):
+    """A template could not be rendered (undefined variable, bad filter): fails the task on that host."""

@@ -1,0 +1,87 @@
+"""The run's settings and each host's state during a run: one object each, passed down."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provisioner.connection.agent_client import AgentSession
+from provisioner.executor.results import HostStats
+from provisioner.load.inventory import Host, Inventory
+from provisioner.template import LazyVars, Templar
+
+
+@dataclass
+class RunOptions:
+    """Everything the command line decided; never changed during the run."""
+
+    check: bool = False
+    diff: bool = False
+    forks: int = 50
+    limit: str | None = None
+    tags: frozenset[str] = frozenset()
+    skip_tags: frozenset[str] = frozenset()
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    verbosity: int = 0
+    become_password: str | None = None
+    known_hosts: list[Path] = field(default_factory=list)
+    accept_new_host_keys: bool = False
+    connect_timeout: float = 10.0
+    report_path: Path | None = None
+    step_timeout: float | None = None
+
+
+@dataclass
+class HostRun:
+    """One host's life in a run: its connection, facts, registered variables and counters."""
+
+    host: Host
+    session: AgentSession | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    host_facts: dict[str, Any] = field(default_factory=dict)  # set_fact / include_vars / register
+    registered: dict[str, Any] = field(default_factory=dict)
+    notified: list[str] = field(default_factory=list)
+    stats: HostStats = field(default_factory=HostStats)
+    unreachable: bool = False
+    failed: bool = False
+    stopped: bool = False  # ended by any_errors_fatal, max_fail_percentage or meta: end_host
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+
+class HostVars(Mapping[str, Any]):
+    """`hostvars[name]`: another host's variables, resolved when read."""
+
+    def __init__(self, runner: Any) -> None:
+        self._runner = runner
+
+    def __getitem__(self, name: str) -> Any:
+        return self._runner.variables_for(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._runner.inventory.hosts)
+
+    def __len__(self) -> int:
+        return len(self._runner.inventory.hosts)
+
+
+def fact_vars(facts: dict[str, Any]) -> dict[str, Any]:
+    """Facts as Ansible exposes them: `ansible_facts.x` and `ansible_x`."""
+    out: dict[str, Any] = {f"ansible_{k}": v for k, v in facts.items()}
+    out["ansible_facts"] = facts
+    if "hostname" in facts:
+        out["ansible_nodename"] = facts["hostname"]
+    return out
+
+
+def make_vars(layers: list[Mapping[str, Any]], templar: Templar) -> LazyVars:
+    return LazyVars(layers, templar)
+
+
+__all__ = ["RunOptions", "HostRun", "HostVars", "fact_vars", "make_vars", "Inventory"]

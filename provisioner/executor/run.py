@@ -1,0 +1,406 @@
+"""Plays × hosts × tasks: the linear strategy, with many hosts at once.
+
+Each host walks its own task tree as a generator (blocks, rescue/always, includes and
+handler flushes are plain control flow there); the runner advances every live host by
+one task per step, all hosts of a step in parallel, and checks any_errors_fatal and
+max_fail_percentage between steps, as Ansible's linear strategy does.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Generator, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from provisioner.connection.agent_client import AgentSession
+from provisioner.connection.base import Unreachable
+from provisioner.connection.local import LocalConnection
+from provisioner.connection.ssh import SSHConnection
+from provisioner.errors import TemplateError, UserError
+from provisioner.executor.context import HostRun, HostVars, RunOptions, fact_vars
+from provisioner.executor.results import FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
+from provisioner.executor.task import TaskRunner
+from provisioner.load.inventory import Inventory
+from provisioner.load.playbook import Block, Loader, Node, Play, Playbook, Task
+from provisioner.load.yamlsrc import load_yaml_file
+from provisioner.output.events import Output
+from provisioner.template import LazyVars, Templar
+
+HostProgram = Generator[Task, TaskResult, bool]
+_FLUSH = "meta:flush_handlers"
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived: stop now, report what was done."""
+
+
+class Runner:
+    """Runs a playbook against an inventory; owns the hosts' connections for the whole run."""
+
+    def __init__(self, playbook: Playbook, inventory: Inventory, options: RunOptions, output: Output,
+                 loader: Loader | None = None) -> None:
+        self.playbook = playbook
+        self.inventory = inventory
+        self.options = options
+        self.output = output
+        self.loader = loader or Loader(playbook.path)
+        self.templar = Templar()
+        self.hosts: dict[str, HostRun] = {}
+        self.results: list[TaskResult] = []
+        self.task_runner = TaskRunner(self)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, options.forks), thread_name_prefix="host")
+        self.interrupted = threading.Event()
+        self.play: Play | None = None
+        self.play_hosts: list[str] = []
+        self.started = time.monotonic()
+        self._results_lock = threading.Lock()
+
+    # -- variables -----------------------------------------------------------------------
+    def base_layers(self, hr: HostRun, play: Play | None) -> list[Mapping[str, Any]]:
+        """Variable layers for a host, lowest precedence first (see README: Variable precedence)."""
+        layers: list[Mapping[str, Any]] = []
+        roles = play.roles if play else []
+        for role in roles:
+            layers.append(role.defaults)
+        layers.append(self.inventory.host_vars(hr.name))
+        layers.append(fact_vars(hr.facts))
+        if play:
+            layers.append(play.vars)
+            layers.append(self._vars_files(play, hr))
+            for role in roles:
+                layers.append(role.vars)
+        layers.append(hr.host_facts)
+        layers.append(hr.registered)
+        layers.append(self.magic_vars(hr, play))
+        return layers
+
+    def variables_for(self, name: str) -> LazyVars:
+        hr = self.hosts.get(name) or HostRun(self.inventory.hosts[name])
+        return LazyVars([*self.base_layers(hr, self.play), self.options.extra_vars], self.templar)
+
+    def magic_vars(self, hr: HostRun, play: Play | None) -> dict[str, Any]:
+        return {
+            "inventory_hostname": hr.name, "inventory_hostname_short": hr.name.split(".")[0],
+            "group_names": self.inventory.group_names(hr.name),
+            "groups": {g: self.inventory.group_members(g) for g in self.inventory.groups},
+            "hostvars": HostVars(self), "play_hosts": self.play_hosts, "ansible_play_hosts": self.play_hosts,
+            "ansible_play_hosts_all": self.play_hosts, "ansible_play_batch": self.play_hosts,
+            "ansible_check_mode": self.options.check, "ansible_diff_mode": self.options.diff,
+            "playbook_dir": str(self.playbook.path.parent.resolve()),
+            "inventory_dir": str(Path(self.inventory.source).parent) if self.inventory.source else None,
+            "ansible_play_name": play.name if play else "", "ansible_version": {"full": "2.19.0", "major": 2,
+                                                                               "minor": 19, "string": "2.19.0"},
+            "ansible_run_tags": sorted(self.options.tags) or ["all"],
+            "ansible_skip_tags": sorted(self.options.skip_tags), "ansible_forks": self.options.forks,
+            "ansible_verbosity": self.options.verbosity,
+            "ansible_env": hr.facts.get("env", {}),
+        }
+
+    def _vars_files(self, play: Play, hr: HostRun) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        base = LazyVars([self.inventory.host_vars(hr.name), fact_vars(hr.facts), play.vars,
+                         self.magic_vars(hr, play), self.options.extra_vars], self.templar)
+        for entry in play.vars_files:
+            candidates = entry if isinstance(entry, list) else [entry]
+            for cand in candidates:
+                name = self.templar.render(cand, base)
+                path = play.base_dir / str(name)
+                if path.exists():
+                    data = load_yaml_file(path) or {}
+                    merged.update(data)
+                    break
+            else:
+                raise TemplateError(f"vars file not found: {candidates}")
+        return merged
+
+    # -- connections -------------------------------------------------------------------------
+    def connect(self, hr: HostRun) -> TaskResult:
+        """Connect, start the agent and gather facts: one round trip."""
+        t0 = time.monotonic()
+        hvars = self.variables_for(hr.name)
+        try:
+            conn_type = str(hvars.get("ansible_connection", hr.host.connection))
+            if conn_type == "local":
+                conn: Any = LocalConnection(hr.name)
+            elif conn_type in ("ssh", "paramiko", "smart"):
+                password = hvars.get("ansible_password") or hvars.get("ansible_ssh_pass")
+                known = list(self.options.known_hosts)
+                if hvars.get("ansible_ssh_known_hosts_file"):
+                    known.insert(0, Path(str(hvars["ansible_ssh_known_hosts_file"])).expanduser())
+                known.append(Path("~/.ssh/known_hosts").expanduser())
+                conn = SSHConnection(
+                    hr.name, str(hvars.get("ansible_host", hr.name)),
+                    int(hvars.get("ansible_port", hvars.get("ansible_ssh_port", 22))),
+                    user=hvars.get("ansible_user") or hvars.get("ansible_ssh_user"),
+                    key_file=hvars.get("ansible_ssh_private_key_file") or hvars.get("ansible_private_key_file"),
+                    password=password, known_hosts=known,
+                    accept_new_host_keys=self.options.accept_new_host_keys,
+                    timeout=float(hvars.get("ansible_timeout", self.options.connect_timeout)))
+            else:
+                raise Unreachable(f"unknown connection type {conn_type!r} (expected local or ssh)")
+            python = str(hvars.get("ansible_python_interpreter", "python3"))
+            if python == "auto" or python.startswith("auto_"):
+                python = "python3"
+            session = AgentSession(conn, python=python)
+            hr.session = session
+            reply = session.start({"op": "facts"})
+        except TemplateError as exc:
+            return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, str(exc), duration=time.monotonic() - t0)
+        except Unreachable as exc:
+            hr.unreachable = True
+            return TaskResult(hr.name, "Gathering Facts", "setup", UNREACHABLE, str(exc),
+                              duration=time.monotonic() - t0)
+        assert reply is not None
+        if reply.get("failed"):
+            return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, reply.get("msg", ""),
+                              data=reply, duration=time.monotonic() - t0)
+        hr.facts = reply.get("facts", {})
+        return TaskResult(hr.name, "Gathering Facts", "setup", OK, "", duration=time.monotonic() - t0)
+
+    def close(self) -> None:
+        for hr in self.hosts.values():
+            if hr.session is not None:
+                try:
+                    hr.session.close()
+                except Exception:
+                    pass
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> bool:
+        """Run every play; True when nothing failed and every host was reached."""
+        old_term = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            for play in self.playbook.plays:
+                if self.interrupted.is_set():
+                    break
+                self.run_play(play)
+        except (KeyboardInterrupt, Interrupted):
+            self.interrupted.set()
+            self.output.interrupted()
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, old_term)
+            self.close()
+        return not any(hr.stats.failed or hr.stats.unreachable for hr in self.hosts.values()) \
+            and not self.interrupted.is_set()
+
+    def run_play(self, play: Play) -> None:
+        self.play = play
+        try:
+            names = self.inventory.select(play.hosts, play.pos)
+            if self.options.limit:
+                allowed = set(self.inventory.select(self.options.limit))
+                names = [n for n in names if n in allowed]
+        except UserError:
+            raise
+        for n in names:
+            self.hosts.setdefault(n, HostRun(self.inventory.hosts[n]))
+        names = [n for n in names if not self.hosts[n].unreachable]
+        self.output.play_start(play, names)
+        if not names:
+            self.output.note("skipping: no hosts matched")
+            return
+        for batch in _batches(names, play.serial):
+            self.play_hosts = batch
+            self._run_batch(play, batch)
+            live = [n for n in batch if not self.hosts[n].failed and not self.hosts[n].unreachable]
+            if not live and play.serial:
+                break
+
+    def _run_batch(self, play: Play, batch: list[str]) -> None:
+        runs = [self.hosts[n] for n in batch]
+        for hr in runs:
+            hr.failed = hr.stopped = False
+            hr.notified = []
+        if any(hr.session is None for hr in runs):
+            fresh = [hr for hr in runs if hr.session is None]
+            self.output.task_start("Gathering Facts", None)
+            for result in self._parallel(fresh, self.connect):
+                self._record(result)
+        live = [hr for hr in runs if not hr.unreachable and hr.session is not None]
+        programs: dict[str, HostProgram] = {hr.name: self._host_program(hr, play) for hr in live}
+        pending: dict[str, Task] = {}
+        for name, prog in list(programs.items()):
+            self._advance(name, prog, None, pending, programs)
+        batch_size = len(batch)
+        while pending:
+            if self.interrupted.is_set():
+                raise Interrupted()
+            step = list(pending.items())
+            shown: set[int] = set()
+            for _, task in step:
+                if id(task) not in shown:
+                    shown.add(id(task))
+                    self.output.task_start(task.display_name, task)
+            results = self._parallel(step, lambda item: self.task_runner.apply(self.hosts[item[0]], item[1]))
+            failed_now = []
+            for (name, _), result in zip(step, results):
+                self._record(result)
+                if result.status in (FAILED, UNREACHABLE) and not result.ignored:
+                    failed_now.append(name)
+            for name, _ in step:
+                self._advance(name, programs[name], results[[s[0] for s in step].index(name)], pending, programs)
+            if failed_now and (play.any_errors_fatal or any(
+                    t.any_errors_fatal for n, t in step if n in failed_now)):
+                self._stop_all(pending, programs, "any_errors_fatal: a host failed, so the play stops for all")
+            elif play.max_fail_percentage is not None:
+                failed = sum(1 for n in batch if self.hosts[n].failed or self.hosts[n].unreachable)
+                if failed * 100.0 / batch_size > play.max_fail_percentage:
+                    self._stop_all(pending, programs,
+                                   f"max_fail_percentage {play.max_fail_percentage:g}% exceeded "
+                                   f"({failed}/{batch_size} hosts failed)")
+
+    def _advance(self, name: str, prog: HostProgram, result: TaskResult | None, pending: dict[str, Task],
+                 programs: dict[str, HostProgram]) -> None:
+        try:
+            task = prog.send(result) if result is not None else next(prog)
+            pending[name] = task
+        except StopIteration as stop:
+            pending.pop(name, None)
+            programs.pop(name, None)
+            if stop.value is False:
+                self.hosts[name].failed = True
+
+    def _stop_all(self, pending: dict[str, Task], programs: dict[str, HostProgram], why: str) -> None:
+        self.output.note(why)
+        for name in list(pending):
+            self.hosts[name].stopped = True
+            programs[name].close()
+        pending.clear()
+
+    def _parallel(self, items: list[Any], fn: Any) -> list[Any]:
+        if len(items) == 1:
+            return [fn(items[0])]
+        futures = [self.pool.submit(fn, item) for item in items]
+        while True:
+            done, not_done = wait(futures, timeout=0.2)
+            if not not_done:
+                break
+            if self.interrupted.is_set():
+                raise Interrupted()
+        return [f.result() for f in futures]
+
+    def _record(self, result: TaskResult) -> None:
+        hr = self.hosts[result.host]
+        with self._results_lock:
+            self.results.append(result)
+            hr.stats.count(result)
+        if result.status == UNREACHABLE:
+            hr.unreachable = True
+        self.output.host_result(result)
+
+    # -- one host's walk through the play ---------------------------------------------------
+    def _host_program(self, hr: HostRun, play: Play) -> HostProgram:
+        ok = True
+        for section in (play.pre_tasks, play.tasks, play.post_tasks):
+            ok = yield from self._nodes(hr, section, play)
+            flushed = yield from self._flush_handlers(hr, play, force=not ok and play.force_handlers)
+            if not ok or not flushed:
+                return False
+        return ok
+
+    def _nodes(self, hr: HostRun, nodes: list[Node], play: Play) -> Generator[Task, TaskResult, bool]:
+        for node in nodes:
+            if hr.stopped:
+                return True
+            if isinstance(node, Block):
+                ok = yield from self._nodes(hr, node.block, play)
+                if not ok and node.rescue and not hr.unreachable:
+                    hr.stats.failed = max(0, hr.stats.failed - 1)
+                    hr.stats.rescued += 1
+                    ok = yield from self._nodes(hr, node.rescue, play)
+                always_ok = yield from self._nodes(hr, node.always, play) if not hr.unreachable else True
+                if not ok or not always_ok:
+                    return False
+                continue
+            if not self.task_runner.selected_by_tags(node):
+                continue
+            if node.action == "meta":
+                ok = yield from self._meta(hr, node, play)
+                if not ok:
+                    return False
+                continue
+            result = yield node
+            if result.status == UNREACHABLE and not node.ignore_unreachable:
+                return False
+            if result.status == FAILED and not result.ignored:
+                return False
+            included = result.data.get("_include")
+            if included is not None:
+                for nodes_for_item, layer in included:
+                    hr_layer = dict(layer)
+                    saved = dict(hr.host_facts)
+                    hr.host_facts.update(hr_layer)
+                    ok = yield from self._nodes(hr, nodes_for_item, play)
+                    for k in hr_layer:
+                        if k in saved:
+                            hr.host_facts[k] = saved[k]
+                        else:
+                            hr.host_facts.pop(k, None)
+                    if not ok:
+                        return False
+        return True
+
+    def _meta(self, hr: HostRun, task: Task, play: Play) -> Generator[Task, TaskResult, bool]:
+        what = str(task.args.get("_raw_params", "")).strip()
+        if what == "flush_handlers":
+            return (yield from self._flush_handlers(hr, play))
+        if what in ("end_host", "end_play"):
+            if self.task_runner.when_ok(hr, task):
+                hr.stopped = True
+            return True
+        if what in ("noop", "clear_facts", "clear_host_errors", "refresh_inventory", "reset_connection", ""):
+            if what == "clear_facts":
+                hr.host_facts.clear()
+            return True
+        raise TemplateError(f"unknown meta action {what!r}")
+
+    def _flush_handlers(self, hr: HostRun, play: Play, force: bool = False) -> Generator[Task, TaskResult, bool]:
+        if hr.failed and not force:
+            return True
+        notified, hr.notified = hr.notified, []
+        if not notified:
+            return True
+        for handler in play.handlers:
+            names = {handler.name, *(handler.listen or ())}
+            if handler.role and handler.name:
+                names.add(f"{handler.role.name} : {handler.name}")
+            if not names & set(notified):
+                continue
+            result = yield handler
+            if result.status in (FAILED, UNREACHABLE) and not result.ignored:
+                return False
+        return True
+
+
+def _batches(names: list[str], serial: Any) -> list[list[str]]:
+    if not serial:
+        return [names]
+    sizes = serial if isinstance(serial, list) else [serial]
+    out: list[list[str]] = []
+    i = 0
+    k = 0
+    while i < len(names):
+        s = sizes[min(k, len(sizes) - 1)]
+        text = str(s).strip()
+        n = math.ceil(len(names) * float(text[:-1]) / 100) if text.endswith("%") else int(text)
+        n = max(1, n)
+        out.append(names[i:i + n])
+        i += n
+        k += 1
+    return out
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted()
+
+
+__all__ = ["Runner", "Interrupted", "OK", "SKIPPED"]

@@ -1,0 +1,367 @@
+"""One task on one host: conditions, loops, retries, the action itself, and its verdict.
+
+Host modules are decided and applied by the host's agent in one request per loop item;
+controller actions (template, set_fact, assert...) run here and call host modules
+through `ActionContext`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from provisioner.actions import ActionSpec, lookup_action
+from provisioner.connection.base import Unreachable
+from provisioner.errors import TemplateError, UserError
+from provisioner.executor.context import HostRun
+from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
+from provisioner.load.playbook import Task
+from provisioner.modules import validate_args
+from provisioner.template import LazyVars, _bool
+
+if TYPE_CHECKING:
+    from provisioner.executor.run import Runner
+
+
+class ActionContext:
+    """What a controller action may use: variables, templating, the host's modules, files."""
+
+    def __init__(self, task_runner: TaskRunner, hr: HostRun, task: Task, variables: LazyVars,
+                 check: bool, diff: bool, env: dict[str, str], become: dict[str, Any] | None) -> None:
+        self.runner = task_runner.runner
+        self.hr = hr
+        self.task = task
+        self.vars = variables
+        self.templar = task_runner.runner.templar
+        self.check = check
+        self.diff = diff
+        self.env = env
+        self.become = become
+
+    @property
+    def host_name(self) -> str:
+        return self.hr.name
+
+    def run_module(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        spec = lookup_action(name)
+        if spec is None or spec.host_module is None:
+            raise TemplateError(f"no host module {name!r}")
+        return self.runner.task_runner.call_module(self.hr, spec, args, self.check, self.diff, self.env, self.become)
+
+    def find_file(self, kind: str, name: str) -> Path:
+        """A local file by Ansible's search order: the role's files/ or templates/, then the playbook's."""
+        p = Path(name).expanduser()
+        if p.is_absolute():
+            if p.exists():
+                return p
+            raise TemplateError(f"file not found: {name}")
+        dirs: list[Path] = []
+        if self.task.role:
+            dirs += [self.task.role.path / kind, self.task.role.path, self.task.role.path / "tasks"]
+        dirs += [self.task.base_dir / kind, self.task.base_dir, self.runner.playbook.path.parent / kind,
+                 self.runner.playbook.path.parent]
+        for d in dirs:
+            if (d / name).exists():
+                return d / name
+        raise TemplateError(f"could not find {name!r} in {', '.join(str(d) for d in dirs[:3])}...")
+
+    def put(self, data: bytes, path: str, mode: Any = None) -> dict[str, Any]:
+        assert self.hr.session is not None
+        import base64
+        req: dict[str, Any] = {"path": path, "data": base64.b64encode(data).decode(), "mode": mode}
+        if self.become:
+            req["become"] = self.become
+        return self.hr.session.call("put", **req)
+
+
+class TaskRunner:
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    # -- selection ---------------------------------------------------------------------------
+    def selected_by_tags(self, task: Task) -> bool:
+        opts = self.runner.options
+        tags = set(task.tags)
+        if "always" in tags and "always" not in opts.skip_tags:
+            return not (tags & opts.skip_tags - {"always"}) if opts.skip_tags else True
+        if opts.tags and not (tags & opts.tags or ("tagged" in opts.tags and tags)
+                              or ("untagged" in opts.tags and not tags) or "all" in opts.tags):
+            return False
+        if "never" in tags and not (tags & opts.tags):
+            return False
+        if opts.skip_tags and tags & opts.skip_tags:
+            return False
+        return True
+
+    def variables(self, hr: HostRun, task: Task, extra: Mapping[str, Any] | None = None) -> LazyVars:
+        runner = self.runner
+        layers = runner.base_layers(hr, runner.play)
+        if task.role is not None:
+            # a role sees its own defaults and vars above other roles'
+            layers.insert(len(runner.play.roles) if runner.play else 0, task.role.defaults)
+            layers.insert(-3, task.role.vars)
+            layers.append(task.role.params)
+            layers.append({"role_name": task.role.name, "role_path": str(task.role.path)})
+        for layer in task.vars:
+            layers.append(layer)
+        if extra:
+            layers.append(extra)
+        layers.append(runner.options.extra_vars)
+        return LazyVars(layers, runner.templar)
+
+    def when_ok(self, hr: HostRun, task: Task, variables: LazyVars | None = None) -> bool:
+        variables = variables or self.variables(hr, task)
+        return all(self.runner.templar.condition(c, variables) for c in task.when)
+
+    # -- the task ---------------------------------------------------------------------------
+    def apply(self, hr: HostRun, task: Task) -> TaskResult:
+        t0 = time.monotonic()
+        try:
+            result = self._apply(hr, task)
+        except Unreachable as exc:
+            hr.unreachable = True
+            result = self._result(hr, task, UNREACHABLE, str(exc), {})
+        except (TemplateError, UserError) as exc:
+            result = self._result(hr, task, FAILED, f"{exc} (task at {task.pos})", {})
+            result = self._maybe_ignore(hr, task, result)
+        return dataclasses.replace(result, duration=time.monotonic() - t0)
+
+    def _apply(self, hr: HostRun, task: Task) -> TaskResult:
+        variables = self.variables(hr, task)
+        templar = self.runner.templar
+        if task.loop is None:
+            if not self.when_ok(hr, task, variables):
+                return self._result(hr, task, SKIPPED, "conditional result was False", {"skipped": True})
+            data = self._run_once(hr, task, variables)
+        else:
+            items = self._loop_items(task, variables)
+            loop_var = str(task.loop_control.get("loop_var", "item"))
+            index_var = task.loop_control.get("index_var")
+            results: list[dict[str, Any]] = []
+            includes: list[Any] = []
+            for index, item in enumerate(items):
+                layer = {loop_var: item, "ansible_loop_var": loop_var}
+                if index_var:
+                    layer[str(index_var)] = index
+                ivars = self.variables(hr, task, layer)
+                label = task.loop_control.get("label")
+                shown = templar.render(label, ivars) if label is not None else item
+                if not all(templar.condition(c, ivars) for c in task.when):
+                    results.append({"skipped": True, "changed": False, loop_var: item, "item": item,
+                                    "_label": shown})
+                    continue
+                data = self._run_once(hr, task, ivars)
+                data.update({loop_var: item, "ansible_loop_var": loop_var, "_label": shown})
+                if "_include" in data:
+                    includes.extend(data.pop("_include"))
+                results.append(data)
+                if task.loop_control.get("pause"):
+                    time.sleep(float(task.loop_control["pause"]))
+            data = {"results": results, "changed": any(r.get("changed") for r in results),
+                    "failed": any(r.get("failed") for r in results),
+                    "msg": "All items completed" if not any(r.get("failed") for r in results)
+                    else "One or more items failed", "skipped": bool(results) and all(r.get("skipped") for r in results)}
+            if includes:
+                data["_include"] = includes
+            if not results:
+                data["skipped"] = True
+                data["msg"] = "no items in the loop"
+        if task.register:
+            hr.registered[task.register] = {k: v for k, v in data.items() if k != "_include"}
+        status = FAILED if data.get("failed") else CHANGED if data.get("changed") else \
+            SKIPPED if data.get("skipped") else OK
+        if status == CHANGED and task.notify:
+            for name in task.notify:
+                rendered = str(templar.render(name, variables))
+                if rendered not in hr.notified:
+                    hr.notified.append(rendered)
+        if "_set_facts" in data:
+            hr.host_facts.update(data.pop("_set_facts"))
+        result = self._result(hr, task, status, str(data.get("msg") or ""), data)
+        return self._maybe_ignore(hr, task, result)
+
+    def _loop_items(self, task: Task, variables: LazyVars) -> list[Any]:
+        value = self.runner.templar.render(task.loop, variables)
+        if task.loop_kind == "with_dict":
+            if not isinstance(value, Mapping):
+                raise TemplateError(f"with_dict needs a mapping, got {type(value).__name__}")
+            return [{"key": k, "value": v} for k, v in value.items()]
+        if task.loop_kind == "with_sequence":
+            parts = dict(p.split("=") for p in str(value).split()) if "=" in str(value) else {"end": value}
+            start, end = int(parts.get("start", 1)), int(parts.get("end", 0))
+            return [str(i) for i in range(start, end + 1, int(parts.get("stride", 1)))]
+        if task.loop_kind == "with_fileglob":
+            import glob
+            return sorted(p for pat in (value if isinstance(value, list) else [value]) for p in glob.glob(str(pat)))
+        if isinstance(value, str) and task.loop_kind == "with_items":
+            return [value]
+        if not isinstance(value, list):
+            raise TemplateError(f"`{task.loop_kind}` needs a list, got {type(value).__name__}: {str(value)[:80]!r}")
+        if task.loop_kind == "with_items":
+            flat: list[Any] = []
+            for v in value:
+                flat.extend(v if isinstance(v, list) else [v])
+            return flat
+        return value
+
+    def _run_once(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
+        """The action, with retries/until and changed_when/failed_when applied."""
+        templar = self.runner.templar
+        attempts = 1
+        if task.until is not None:
+            attempts = int(templar.render(task.retries, variables)) + 1 if task.retries is not None else 4
+        delay = float(templar.render(task.delay, variables)) if task.delay is not None else 5.0
+        data: dict[str, Any] = {}
+        for attempt in range(1, attempts + 1):
+            data = self._action(hr, task, variables)
+            data = self._judge(task, data, variables)
+            if task.until is None:
+                break
+            data["attempts"] = attempt
+            judged = self._with_result(task, data, variables)
+            if not data.get("failed") and templar.condition(task.until, judged):
+                break
+            if attempt < attempts:
+                time.sleep(delay)
+            else:
+                data["failed"] = True
+                data.setdefault("msg", "")
+                data["msg"] = (data["msg"] + " " if data["msg"] else "") + f"(until not met after {attempt} attempts)"
+        return data
+
+    def _with_result(self, task: Task, data: dict[str, Any], variables: LazyVars) -> LazyVars:
+        layer = {task.register: data} if task.register else {}
+        layer["result"] = data  # harmless convenience when register is absent
+        return LazyVars([variables, layer], self.runner.templar)
+
+    def _judge(self, task: Task, data: dict[str, Any], variables: LazyVars) -> dict[str, Any]:
+        if not task.changed_when and not task.failed_when:
+            return data
+        judged = self._with_result(task, data, variables)
+        templar = self.runner.templar
+        if task.changed_when and not data.get("skipped"):
+            data["changed"] = all(templar.condition(c, judged) for c in task.changed_when)
+        if task.failed_when and not data.get("skipped"):
+            failed = any(templar.condition(c, judged) for c in task.failed_when)
+            data["failed_when_result"] = failed
+            if failed and not data.get("failed"):
+                data["msg"] = data.get("msg") or "failed_when condition was true"
+            data["failed"] = failed
+        return data
+
+    def _action(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
+        spec = lookup_action(task.action)
+        assert spec is not None
+        templar = self.runner.templar
+        opts = self.runner.options
+        check = opts.check
+        if task.check_mode is not None:
+            check = _bool(templar.render(task.check_mode, variables))
+        diff = opts.diff if task.diff is None else _bool(templar.render(task.diff, variables))
+        env: dict[str, str] = {}
+        for layer in task.environment:
+            rendered = templar.render(layer.get("__template__", layer), variables)
+            if not isinstance(rendered, Mapping):
+                raise TemplateError("`environment` must be a mapping")
+            env.update({str(k): str(v) for k, v in rendered.items()})
+        become = self._become(hr, task, variables)
+        if task.action in ("include_tasks", "include"):
+            return self._include(hr, task, variables)
+        args = templar.render(task.args, variables)
+        if spec.controller is not None:
+            ctx = ActionContext(self, hr, task, variables, check, diff, env, become)
+            model = getattr(spec.controller, "ARGS", None)
+            free = getattr(spec.controller, "FREE_FORM", None)
+            if free and "_raw_params" in args:
+                args[free] = args.pop("_raw_params")
+            if model is not None:
+                from pydantic import ValidationError
+                try:
+                    args = model.model_validate(args)
+                except ValidationError as exc:
+                    err = exc.errors()[0]
+                    where = ".".join(str(x) for x in err["loc"])
+                    return {"failed": True, "msg": f"argument {where!r} of {task.action!r}: {err['msg'].lower()}"}
+            return dict(spec.controller.run(args, ctx))
+        return self.call_module(hr, spec, args, check, diff, env, become)
+
+    def call_module(self, hr: HostRun, spec: ActionSpec, args: dict[str, Any], check: bool, diff: bool,
+                    env: dict[str, str], become: dict[str, Any] | None) -> dict[str, Any]:
+        from pydantic import ValidationError
+        assert spec.host_module is not None
+        try:
+            validated = validate_args(spec.host_module, args)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            return {"failed": True, "msg": f"argument {where!r} of {spec.name!r}: {err['msg'].lower()}"}
+        request: dict[str, Any] = {
+            "module": spec.host_module.module.__name__.rsplit(".", 1)[-1],
+            "args": dataclasses.asdict(validated), "check": check, "diff": diff, "env": env,
+        }
+        if become:
+            request["become"] = become
+        assert hr.session is not None
+        return hr.session.call("run", **request)
+
+    def _become(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any] | None:
+        templar = self.runner.templar
+        play_become = None
+        become = task.become if task.become is not None else play_become
+        if become is None:
+            become = variables.get("ansible_become", False)
+        if not _bool(templar.render(become, variables)):
+            return None
+        user = task.become_user if task.become_user is not None else variables.get("ansible_become_user", "root")
+        user = str(templar.render(user, variables) or "root")
+        password = (variables.get("ansible_become_password") or variables.get("ansible_become_pass")
+                    or self.runner.options.become_password)
+        out: dict[str, Any] = {"user": user}
+        if password:
+            out["password"] = str(templar.render(password, variables))
+        return out
+
+    def _include(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
+        if task.included is not None:
+            nodes = task.included
+        else:
+            target = self.runner.templar.render(task.args.get("file") or task.args.get("_raw_params"), variables)
+            loader = self.runner.loader
+            path = loader.resolve_task_file(str(target), task.base_dir, task.role, task.pos)
+            from provisioner.load.playbook import Inherited
+            inherited = Inherited(tags=task.tags, become=task.become, become_user=task.become_user,
+                                  environment=task.environment, vars=task.vars, role=task.role,
+                                  base_dir=path.parent)
+            nodes = loader._task_file(path, inherited, task.pos)
+        params = {k: self.runner.templar.render(v, variables) for k, v in task.args.items()
+                  if k not in ("file", "_raw_params", "apply")}
+        loop_var = str(task.loop_control.get("loop_var", "item"))
+        if task.loop is not None and loop_var in variables:
+            params[loop_var] = variables[loop_var]
+        return {"changed": False, "msg": "included", "_include": [(nodes, params)], "include": str(
+            task.args.get("file") or task.args.get("_raw_params"))}
+
+    def _maybe_ignore(self, hr: HostRun, task: Task, result: TaskResult) -> TaskResult:
+        if result.status != FAILED:
+            return result
+        try:
+            ignore = _bool(self.runner.templar.render(task.ignore_errors, self.variables(hr, task)))
+        except TemplateError:
+            ignore = False
+        return dataclasses.replace(result, ignored=ignore)
+
+    def _result(self, hr: HostRun, task: Task, status: str, msg: str, data: dict[str, Any]) -> TaskResult:
+        no_log = bool(task.no_log) if isinstance(task.no_log, bool) else _bool(task.no_log)
+        diffs: list[dict[str, Any]] = []
+        if "diff" in data and data["diff"]:
+            diffs.append(data["diff"])
+        for r in data.get("results", []) if isinstance(data.get("results"), list) else []:
+            if isinstance(r, dict) and r.get("diff"):
+                diffs.append(r["diff"])
+        is_handler = self.runner.play is not None and any(task is h for h in self.runner.play.handlers)
+        return TaskResult(hr.name, task.display_name, task.action, status, msg,
+                          {k: v for k, v in data.items() if k != "_include"} if "_include" not in data else data,
+                          diffs, no_log=no_log, position=str(task.pos), handler=is_handler)

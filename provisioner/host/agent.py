@@ -1,0 +1,233 @@
+"""The agent: one python3 process per host for the whole run, spoken to in JSON lines.
+
+It is started once over one SSH exec session (or locally as a subprocess) and answers
+requests until its stdin closes: gather facts, run a module, put or get a file. Tasks
+that need another user (`become`) are relayed to a child agent started with sudo on the
+host itself, so a host costs one SSH session however many users its tasks run as.
+When stdin closes (the controller stopped or was interrupted) the agent kills the
+command it is running and exits: nothing is left behind on the host.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, Optional
+
+from provisioner.host import runtime
+from provisioner.host.dispatch import execute_module
+from provisioner.host.runtime import Host
+
+BOOT_MARKER = b"#provision-boot"
+_CHILDREN: Dict[int, subprocess.Popen] = {}  # type: ignore[type-arg]
+_LOCK = threading.Lock()
+
+
+def _track_popen() -> None:
+    """Start every command in its own process group, so an abort can kill all of it."""
+    original = subprocess.Popen.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("start_new_session", True)
+        original(self, *args, **kwargs)
+        with _LOCK:
+            _CHILDREN[self.pid] = self
+
+    subprocess.Popen.__init__ = init  # type: ignore[method-assign]
+
+
+def _kill_children() -> None:
+    with _LOCK:
+        procs = list(_CHILDREN.values())
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+class SubAgent:
+    """A child agent running as another user through sudo; requests are relayed to it."""
+
+    def __init__(self, user: str, password: Optional[str], bundle_line: bytes) -> None:
+        python = sys.executable or "python3"
+        boot = _boot_code()
+        if os.geteuid() == 0 and user == "root":
+            argv = [python, "-c", boot]
+        elif password:
+            argv = ["sudo", "-H", "-S", "-p", "[provision-sudo]", "-u", user, "--", python, "-c", boot]
+        else:
+            argv = ["sudo", "-H", "-n", "-u", user, "--", python, "-c", boot]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self.proc.stdin is not None
+        if password and argv[0] == "sudo":
+            self.proc.stdin.write(password.encode() + b"\n")
+        self.proc.stdin.write(BOOT_MARKER + b"\n" + bundle_line)
+        self.proc.stdin.flush()
+        hello = self.call({"op": "hello"})
+        if hello.get("failed"):
+            raise RuntimeError(hello.get("msg"))
+
+    def call(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except BrokenPipeError:
+            line = b""
+        if not line:
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            err = err.replace("[provision-sudo]", "").strip()
+            if "incorrect password" in err or "try again" in err:
+                reason = "become password is wrong"
+            elif "a password is required" in err or "no tty present" in err:
+                reason = "become needs a password: set ansible_become_password or use -K"
+            elif "not in the sudoers" in err or "not allowed" in err:
+                reason = "the login user may not use sudo"
+            else:
+                reason = "could not start the become agent: " + (err[-300:] or "it exited")
+            return {"failed": True, "msg": reason, "become_failed": True}
+        return json.loads(line.decode())
+
+    def close(self) -> None:
+        try:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except Exception:
+            self.proc.kill()
+
+
+class Agent:
+    def __init__(self, bundle_line: bytes) -> None:
+        self.bundle_line = bundle_line
+        self.facts: Dict[str, Any] = {}
+        self.subagents: Dict[str, SubAgent] = {}
+        self.user = _current_user()
+
+    def handle(self, req: Dict[str, Any]) -> Dict[str, Any]:
+        become = req.pop("become", None)
+        if become and become.get("user", "root") != self.user:
+            user = become.get("user", "root")
+            sub = self.subagents.get(user)
+            if sub is None or sub.proc.poll() is not None:
+                try:
+                    sub = SubAgent(user, become.get("password"), self.bundle_line)
+                except Exception as exc:  # the reason was already turned into a sentence
+                    return {"failed": True, "msg": str(exc), "become_failed": True}
+                self.subagents[user] = sub
+                if self.facts:
+                    sub.call({"op": "set_facts", "facts": self.facts})
+            return sub.call(req)
+        op = req.get("op")
+        if op == "hello":
+            return {"python": sys.version.split()[0], "executable": sys.executable, "user": self.user,
+                    "pid": os.getpid()}
+        if op == "facts":
+            from provisioner.host import facts
+            self.facts = facts.gather(Host())
+            return {"facts": self.facts}
+        if op == "set_facts":
+            self.facts = req["facts"]
+            return {}
+        if op == "run":
+            return self.run_module(req)
+        if op == "put":
+            host = Host()
+            mode = req.get("mode")
+            host.write_atomic(req["path"], base64.b64decode(req["data"]),
+                              mode=runtime.parse_mode(mode) if mode is not None else None)
+            return {"path": req["path"]}
+        if op == "get":
+            data = Host().read_bytes(req["path"])
+            if data is None:
+                return {"failed": True, "msg": "no such file: %s" % req["path"]}
+            return {"data": base64.b64encode(data).decode()}
+        return {"failed": True, "msg": "unknown request %r" % op}
+
+    def run_module(self, req: Dict[str, Any]) -> Dict[str, Any]:
+        module = importlib.import_module("provisioner.modules." + req["module"])
+        args = module.Args(**req.get("args", {}))
+        host = Host(facts=self.facts, check_mode=bool(req.get("check")), diff_mode=bool(req.get("diff")),
+                    env=req.get("env") or {})
+        return execute_module(module, args, host)
+
+
+def _current_user() -> str:
+    import pwd
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _boot_code() -> str:
+    return BOOT_CODE
+
+
+# The one line a host's python3 runs: skip anything before the marker (a sudo password
+# line that sudo did not ask for), then read the bundle and start the agent.
+BOOT_CODE = (
+    "import sys,zlib,base64\n"
+    "r=sys.stdin.buffer\n"
+    "while r.readline().rstrip()!=b'#provision-boot':pass\n"
+    "_L=r.readline()\n"
+    "exec(zlib.decompress(base64.b64decode(_L)))"
+)
+
+
+def serve(bundle_line: bytes) -> None:
+    """Read requests from stdin until it closes; answer each on stdout."""
+    _track_popen()
+    agent = Agent(bundle_line)
+    stdin = sys.stdin.buffer
+    out = sys.stdout.buffer
+    requests: "queue.Queue[Optional[bytes]]" = queue.Queue()
+    closed = threading.Event()
+
+    def reader() -> None:
+        while True:
+            line = stdin.readline()
+            if not line:
+                closed.set()
+                requests.put(None)
+                _kill_children()
+                for sub in list(agent.subagents.values()):
+                    sub.close()
+                return
+            requests.put(line)
+
+    threading.Thread(target=reader, daemon=True).start()
+    while True:
+        line = requests.get()
+        if line is None:
+            break
+        try:
+            req = json.loads(line.decode())
+            rid = req.get("id")
+            resp = agent.handle(req)
+        except Exception as exc:
+            import traceback
+            rid = None
+            resp = {"failed": True, "msg": "agent error: %s: %s" % (type(exc).__name__, exc),
+                    "exception": traceback.format_exc()}
+        resp["id"] = rid
+        if closed.is_set():
+            break
+        try:
+            out.write(json.dumps(resp, default=str).encode() + b"\n")
+            out.flush()
+        except BrokenPipeError:
+            break
+    _kill_children()
+    time.sleep(0)

@@ -1,0 +1,174 @@
+"""Checks across files, before any host is contacted: host patterns and undefined variables.
+
+A variable is "defined" when something could define it for some host: inventory,
+play and role vars, vars files, extra vars, facts, `register`, `set_fact`,
+`include_vars` files of the role, loop variables and Ansible's magic names. A name
+that nothing defines is a typo, and the run stops here with its task's position.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+from provisioner.errors import TemplateError, UserError
+from provisioner.executor.context import RunOptions
+from provisioner.load.inventory import Inventory
+from provisioner.load.playbook import MAGIC_VARS, Play, Playbook, Task, iter_tasks
+from provisioner.load.yamlsrc import load_yaml_file
+from provisioner.template import is_template, referenced_names
+
+_SINGLE = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$")
+
+
+def check_playbook(playbook: Playbook, inventory: Inventory, options: RunOptions) -> None:
+    if options.limit:
+        inventory.select(options.limit)
+    for play in playbook.plays:
+        inventory.select(play.hosts, play.pos)
+        _check_play(play, inventory, options)
+
+
+def _static_names(play: Play, inventory: Inventory, options: RunOptions) -> tuple[set[str], dict[str, Any]]:
+    names: set[str] = set(MAGIC_VARS)
+    values: dict[str, Any] = {}
+    for group in inventory.groups.values():
+        names |= set(group.vars)
+    for host in inventory.hosts.values():
+        names |= set(host.vars)
+    for layer in [play.vars, *(r.defaults for r in play.roles), *(r.vars for r in play.roles)]:
+        names |= set(layer)
+        values.update(layer)
+    for role in play.roles:
+        names |= set(role.params)
+        vars_dir = role.path / "vars"
+        if vars_dir.is_dir():
+            for f in vars_dir.glob("*.y*ml"):
+                data = load_yaml_file(f) or {}
+                if isinstance(data, dict):
+                    names |= set(data)
+    for entry in play.vars_files:
+        for cand in entry if isinstance(entry, list) else [entry]:
+            path = play.base_dir / str(cand)
+            if not is_template(str(cand)) and path.is_file():
+                data = load_yaml_file(path) or {}
+                if isinstance(data, dict):
+                    names |= set(data)
+                    values.update(data)
+            elif is_template(str(cand)):
+                for f in path.parent.glob("*.y*ml") if path.parent.is_dir() else []:
+                    data = load_yaml_file(f) or {}
+                    if isinstance(data, dict):
+                        names |= set(data)
+    names |= set(options.extra_vars)
+    values.update(options.extra_vars)
+    return names, values
+
+
+def _check_play(play: Play, inventory: Inventory, options: RunOptions) -> None:
+    names, values = _static_names(play, inventory, options)
+    tasks = iter_tasks(play.pre_tasks + play.tasks + play.post_tasks) + list(play.handlers)
+    for task in tasks:
+        if task.register:
+            names.add(task.register)
+        if task.action == "set_fact":
+            names |= {str(k) for k in task.args if k != "cacheable"}
+        if task.action == "include_vars":
+            names |= _include_vars_names(task)
+            if task.args.get("name"):
+                names.add(str(task.args["name"]))
+        if task.action in ("include_tasks", "include_role", "import_tasks", "import_role"):
+            names |= {str(k) for k in task.args}
+        for layer in task.vars:
+            names |= set(layer)
+        if task.loop_control.get("loop_var"):
+            names.add(str(task.loop_control["loop_var"]))
+        if task.loop_control.get("index_var"):
+            names.add(str(task.loop_control["index_var"]))
+        if task.role is not None:
+            names |= set(task.role.params)
+    for task in tasks:
+        _check_task(task, names, values)
+
+
+def _include_vars_names(task: Task) -> set[str]:
+    out: set[str] = set()
+    dirs = []
+    if task.role is not None:
+        dirs.append(task.role.path / "vars")
+    dirs.append(task.base_dir / "vars")
+    dirs.append(task.base_dir)
+    for d in dirs:
+        if d.is_dir():
+            for f in d.glob("*.y*ml"):
+                try:
+                    data = load_yaml_file(f) or {}
+                except UserError:
+                    continue
+                if isinstance(data, dict):
+                    out |= set(data)
+    return out
+
+
+def _check_task(task: Task, names: set[str], values: dict[str, Any]) -> None:
+    local = {"item", str(task.loop_control.get("loop_var", "item"))}
+    if task.register:
+        local.add(task.register)
+    for text, expression in _template_texts(task):
+        try:
+            used = referenced_names(text, expression=expression)
+        except TemplateError as exc:
+            raise UserError(f"in task {task.display_name!r}: {exc}", task.pos) from None
+        for name in sorted(used - names - local):
+            if name.startswith("ansible_"):
+                continue  # facts and connection variables: only known on the host
+            close = difflib.get_close_matches(name, sorted(names - MAGIC_VARS), n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"undefined variable {name!r} in task {task.display_name!r}{hint}: nothing "
+                            "(inventory, vars, defaults, register, set_fact, -e) defines it", task.pos)
+    if task.loop is not None and isinstance(task.loop, str):
+        m = _SINGLE.match(task.loop)
+        if m and m.group(1) in values:
+            value = values[m.group(1)]
+            if not is_template(value) and not isinstance(value, list) and task.loop_kind in (
+                    "loop", "with_list", "with_items") and not (task.loop_kind == "with_items" and
+                                                                 isinstance(value, str)):
+                raise UserError(f"`{task.loop_kind}` needs a list, but {m.group(1)!r} is "
+                                f"{type(value).__name__} {value!r}", task.pos)
+
+
+def _template_texts(task: Task) -> list[tuple[str, bool]]:
+    out: list[tuple[str, bool]] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if is_template(value):
+                out.append((value, False))
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    args = task.args
+    if task.action in ("debug",) and "var" in args and isinstance(args["var"], str):
+        out.append((args["var"], True))
+    if task.action == "assert":
+        that = args.get("that")
+        for cond in that if isinstance(that, list) else [that]:
+            if isinstance(cond, str) and not is_template(cond):
+                out.append((cond, True))
+    walk(args)
+    walk(task.loop)
+    walk(list(task.environment))
+    for group in (task.when, task.changed_when, task.failed_when, (task.until,) if task.until else ()):
+        for cond in group:
+            if isinstance(cond, str):
+                out.append((cond, not is_template(cond)) if not is_template(cond) else (cond, False))
+    return out
+
+
+__all__ = ["check_playbook", "Path"]

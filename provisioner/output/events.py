@@ -1,0 +1,127 @@
+"""Live progress and the recap, as Ansible users read them; output never decides anything."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, HostStats, TaskResult
+
+if TYPE_CHECKING:
+    from provisioner.load.playbook import Play, Task
+
+_STYLE = {OK: "green", CHANGED: "yellow", FAILED: "red", SKIPPED: "cyan", UNREACHABLE: "bold red"}
+
+
+class Output:
+    """Prints one line per host result as it arrives, under a header per task."""
+
+    def __init__(self, verbosity: int = 0, console: Console | None = None, quiet: bool = False,
+                 show_skipped: bool = True) -> None:
+        self.console = console or Console(file=sys.stdout, highlight=False, soft_wrap=True)
+        self.verbosity = verbosity
+        self.quiet = quiet
+        self.show_skipped = show_skipped
+        self._lock = threading.Lock()
+        self._last_task: str | None = None
+
+    def _print(self, text: str) -> None:
+        if not self.quiet:
+            with self._lock:
+                self.console.print(text)
+
+    def play_start(self, play: Play, hosts: list[str]) -> None:
+        self._last_task = None
+        self._print(f"\n[bold]PLAY {escape('[' + play.name + ']')}[/bold] ({len(hosts)} host{'s' if len(hosts) != 1 else ''})")
+
+    def task_start(self, name: str, task: Task | None) -> None:
+        if name != self._last_task:
+            self._last_task = name
+            self._print(f"[bold]TASK {escape('[' + name + ']')}[/bold]")
+
+    def host_result(self, result: TaskResult) -> None:
+        if result.status == SKIPPED and not self.show_skipped:
+            return
+        status = result.status
+        label = status
+        if status == FAILED and result.ignored:
+            label = "failed (ignored)"
+        style = _STYLE.get(status, "")
+        line = f"[{style}]{label}: {escape('[' + result.host + ']')}[/{style}]"
+        items = result.data.get("results") if isinstance(result.data.get("results"), list) else None
+        if items and not result.no_log and self.verbosity < 2:
+            shown = ", ".join(str(r.get("_label", r.get("item")))[:40] for r in items[:6])
+            more = f" +{len(items) - 6}" if len(items) > 6 else ""
+            line += f" (items: {escape(shown)}{more})"
+        if status in (FAILED, UNREACHABLE) or (result.msg and self.verbosity >= 1):
+            msg = "censored (no_log)" if result.no_log else result.msg
+            if status == FAILED and not result.no_log and items:
+                bad = [r for r in items if r.get("failed")]
+                if bad:
+                    msg = f"item {bad[0].get('_label', bad[0].get('item'))!s}: {bad[0].get('msg', '')}"
+            if status == FAILED and not result.no_log and result.data.get("stderr"):
+                msg = f"{msg}: {str(result.data['stderr']).strip()[-400:]}"
+            if msg:
+                line += f" => {escape(str(msg))}"
+        if self.verbosity >= 1 and result.action == "debug" and not result.no_log:
+            shown_data = {k: v for k, v in result.data.items() if k not in ("changed", "failed", "msg")}
+            if "msg" in result.data:
+                line += f"\n  {escape(str(result.data['msg']))}"
+            elif shown_data:
+                line += f"\n  {escape(json.dumps(shown_data, default=str))}"
+        elif result.action == "debug" and not result.no_log and status == OK:
+            m = result.data.get("msg")
+            if m is None:
+                m = {k: v for k, v in result.data.items() if k not in ("changed", "failed", "msg")}
+            line += f" => {escape(str(m))}"
+        if self.verbosity >= 2 and not result.no_log:
+            line += f"\n  {escape(json.dumps(result.public_data(), default=str)[:4000])}"
+        for d in result.diff if not result.no_log else []:
+            line += "\n" + escape(render_diff(d))
+        self._print(line)
+
+    def note(self, text: str) -> None:
+        self._print(f"[magenta]{escape(text)}[/magenta]")
+
+    def interrupted(self) -> None:
+        self._print("[bold red]Interrupted: stopping now; the recap shows what was done.[/bold red]")
+
+    def recap(self, stats: dict[str, HostStats], elapsed: float) -> None:
+        self._print("\n[bold]PLAY RECAP[/bold]")
+        width = max((len(h) for h in stats), default=4) + 2
+        for host, s in sorted(stats.items()):
+            colour = "red" if s.failed or s.unreachable else "yellow" if s.changed else "green"
+            self._print(
+                f"[{colour}]{escape(host).ljust(width)}[/{colour}]: ok={s.ok:<4} changed={s.changed:<4} "
+                f"unreachable={s.unreachable:<4} failed={s.failed:<4} skipped={s.skipped:<4} "
+                f"rescued={s.rescued:<4} ignored={s.ignored:<4}")
+        total_changed = sum(s.changed for s in stats.values())
+        verdict = "nothing changed" if total_changed == 0 else f"{total_changed} change(s)"
+        self._print(f"{len(stats)} host(s), {verdict}, in {elapsed:.2f}s")
+
+
+def render_diff(diff: dict[str, Any]) -> str:
+    import difflib
+    before = diff.get("before", "")
+    after = diff.get("after", "")
+    path = diff.get("path") or diff.get("before_header") or ""
+    if not isinstance(before, str) or not isinstance(after, str):
+        before, after = json.dumps(before, indent=1, default=str), json.dumps(after, indent=1, default=str)
+    lines = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                 fromfile=f"before: {path}", tofile=f"after: {path}")
+    return "".join(lines).rstrip("\n")
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
