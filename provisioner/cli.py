@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line, the traceback only with -vvv
+        if args.verbose >= 3:
+            traceback.print_exc()
+        print(f"internal error: {type(exc).__name__}: {exc} (run with -vvv for the traceback)", file=sys.stderr)
+        return 3
 
 
 def _dispatch(args: argparse.Namespace) -> int:

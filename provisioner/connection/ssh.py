@@ -109,8 +109,8 @@ class SSHConnection:
             if f.exists():
                 try:
                     client.get_host_keys().load(str(f))
-                except (OSError, paramiko.SSHException) as exc:
-                    raise Unreachable(f"cannot read known_hosts {f}: {exc}") from exc
+                except Exception as exc:  # paramiko raises anything on a garbled line
+                    raise Unreachable(f"cannot read known_hosts {f}: {type(exc).__name__}: {exc}") from None
         client.set_missing_host_key_policy(_AcceptNewPolicy(self.known_hosts[0]) if self.accept_new
                                            else _RejectPolicy(self.known_hosts))
         kwargs: dict[str, Any] = dict(hostname=self.address, port=self.port, username=self.user,

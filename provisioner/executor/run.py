@@ -155,6 +155,10 @@ class Runner:
             hr.unreachable = True
             return TaskResult(hr.name, "Gathering Facts", "setup", UNREACHABLE, str(exc),
                               duration=time.monotonic() - t0)
+        except Exception as exc:  # a broken host must not take the others down
+            hr.unreachable = True
+            return TaskResult(hr.name, "Gathering Facts", "setup", UNREACHABLE,
+                              f"{type(exc).__name__}: {exc}", duration=time.monotonic() - t0)
         assert reply is not None
         if reply.get("failed"):
             return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, reply.get("msg", ""),

@@ -127,6 +127,10 @@ class TaskRunner:
         except (TemplateError, UserError) as exc:
             result = self._result(hr, task, FAILED, f"{exc} (task at {task.pos})", {})
             result = self._maybe_ignore(hr, task, result)
+        except Exception as exc:  # a bug in an action: this host fails, the run goes on
+            import traceback
+            result = self._result(hr, task, FAILED, f"internal error: {type(exc).__name__}: {exc}",
+                                  {"exception": traceback.format_exc()})
         return dataclasses.replace(result, duration=time.monotonic() - t0)
 
     def _apply(self, hr: HostRun, task: Task) -> TaskResult:

@@ -31,8 +31,8 @@ class Output:
         self._lock = threading.Lock()
         self._last_task: str | None = None
 
-    def _print(self, text: str) -> None:
-        if not self.quiet:
+    def _print(self, text: str, always: bool = False) -> None:
+        if always or not self.quiet:
             with self._lock:
                 self.console.print(text)
 
@@ -93,17 +93,17 @@ class Output:
         self._print("[bold red]Interrupted: stopping now; the recap shows what was done.[/bold red]")
 
     def recap(self, stats: dict[str, HostStats], elapsed: float) -> None:
-        self._print("\n[bold]PLAY RECAP[/bold]")
+        self._print("\n[bold]PLAY RECAP[/bold]", always=True)
         width = max((len(h) for h in stats), default=4) + 2
         for host, s in sorted(stats.items()):
             colour = "red" if s.failed or s.unreachable else "yellow" if s.changed else "green"
             self._print(
                 f"[{colour}]{escape(host).ljust(width)}[/{colour}]: ok={s.ok:<4} changed={s.changed:<4} "
                 f"unreachable={s.unreachable:<4} failed={s.failed:<4} skipped={s.skipped:<4} "
-                f"rescued={s.rescued:<4} ignored={s.ignored:<4}")
+                f"rescued={s.rescued:<4} ignored={s.ignored:<4}", always=True)
         total_changed = sum(s.changed for s in stats.values())
         verdict = "nothing changed" if total_changed == 0 else f"{total_changed} change(s)"
-        self._print(f"{len(stats)} host(s), {verdict}, in {elapsed:.2f}s")
+        self._print(f"{len(stats)} host(s), {verdict}, in {elapsed:.2f}s", always=True)
 
 
 def render_diff(diff: dict[str, Any]) -> str:
