@@ -1,0 +1,132 @@
+"""The per-host GPU summary shown after the recap: did each GPU pass, and how fast is it.
+
+Input is what `provisioner/gpu/verify.py --json` printed on each host, as (host name, parsed JSON) pairs;
+None stands for a host that returned nothing (unreachable, or the program could not be started).
+Pure functions only: the engine decides when to print, this module decides what it looks like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+KERNELS = ("naive", "tiled", "cublas")
+
+
+@dataclass(frozen=True)
+class GpuRow:
+    """One host's line: its GPU, how many checks passed, the GFLOP/s at the largest n, and what to read."""
+
+    host: str
+    gpu: str
+    checks_passed: int
+    checks_total: int
+    n: int | None
+    naive_gflops: float | None
+    tiled_gflops: float | None
+    cublas_gflops: float | None
+    status: str  # "ok", "failed", "cannot run" or "no result"
+    notes: tuple[str, ...]
+
+
+def _gpu_name(result: Mapping[str, Any]) -> str:
+    device = result.get("device") or {}
+    gpus = result.get("gpus") or []
+    name = device.get("name") or (gpus[0].get("name") if gpus else None) or "-"
+    return f"{name} (+{len(gpus) - 1} more)" if len(gpus) > 1 else name
+
+
+def _status(result: Mapping[str, Any]) -> str:
+    if result.get("ok"):
+        return "ok"
+    return "cannot run" if result.get("exit_code") == 2 else "failed"
+
+
+def gpu_row_from_result(host: str, result: Mapping[str, Any] | None) -> GpuRow:
+    """Summarise one host's verify result; checks with ok=None (not applicable) are not counted."""
+    if not result:
+        return GpuRow(host, "-", 0, 0, None, None, None, None, "no result", ("verify.py returned no JSON",))
+    checks = [c for c in result.get("checks") or [] if c.get("ok") is not None]
+    gpu_perf = [p for p in result.get("perf") or [] if p.get("kernel") in KERNELS]
+    n = max((p["n"] for p in gpu_perf), default=None)
+    at_n = {p["kernel"]: p.get("gflops") for p in gpu_perf if p["n"] == n}
+    notes: list[str] = []
+    diagnosis = result.get("diagnosis")
+    if diagnosis:
+        notes.append(f"[{diagnosis.get('code')}] {diagnosis.get('reason')} -- fix: {diagnosis.get('fix')}")
+    notes.extend(f"warning: {w}" for w in result.get("warnings") or [])
+    return GpuRow(
+        host=host,
+        gpu=_gpu_name(result),
+        checks_passed=sum(1 for c in checks if c["ok"]),
+        checks_total=len(checks),
+        n=n,
+        naive_gflops=at_n.get("naive"),
+        tiled_gflops=at_n.get("tiled"),
+        cublas_gflops=at_n.get("cublas"),
+        status=_status(result),
+        notes=tuple(notes),
+    )
+
+
+def gpu_rows_from_results(results: Iterable[tuple[str, Mapping[str, Any] | None]]) -> list[GpuRow]:
+    """One row per host, in the order given (the engine passes inventory order)."""
+    return [gpu_row_from_result(host, result) for host, result in results]
+
+
+def _gflops(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _cells(row: GpuRow) -> list[str]:
+    return [
+        row.host,
+        row.gpu,
+        f"{row.checks_passed}/{row.checks_total}",
+        "-" if row.n is None else str(row.n),
+        _gflops(row.naive_gflops),
+        _gflops(row.tiled_gflops),
+        _gflops(row.cublas_gflops),
+        row.status,
+    ]
+
+
+HEADERS = ("host", "GPU", "checks", "n", "naive GFLOP/s", "tiled GFLOP/s", "cuBLAS GFLOP/s", "status")
+_STATUS_STYLE = {"ok": "green", "failed": "red", "cannot run": "red", "no result": "yellow"}
+
+
+def render_gpu_table(rows: Sequence[GpuRow]) -> Table:
+    """The rich table the engine prints after the recap; notes (warnings, diagnosis) in the last column."""
+    table = Table(title="GPU verification", title_justify="left", show_lines=False)
+    for header in HEADERS:
+        numeric = header in ("checks", "n") or header.endswith("GFLOP/s")
+        table.add_column(header, justify="right" if numeric else "left", no_wrap=header != "GPU")
+    table.add_column("warnings / diagnosis", overflow="fold")
+    for row in rows:
+        # Text, not str: a diagnosis such as "[no_gpu] ..." must not be read as rich markup.
+        cells = [Text(cell) for cell in _cells(row)]
+        cells[-1].stylize(_STATUS_STYLE.get(row.status, ""))
+        cells.append(Text("\n".join(row.notes)))
+        table.add_row(*cells)
+    return table
+
+
+def render_gpu_text(rows: Sequence[GpuRow]) -> str:
+    """Plain fixed-width text of the same table, notes listed below it: for an issue note or a log."""
+    lines = [list(HEADERS)] + [_cells(row) for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
+    numeric = {2, 3, 4, 5, 6}
+    out = [
+        "  ".join(
+            cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))
+        ).rstrip()
+        for line in lines
+    ]
+    notes = [f"  {row.host}: {note}" for row in rows for note in row.notes]
+    if notes:
+        out += ["", "notes:"] + notes
+    return "\n".join(out)
