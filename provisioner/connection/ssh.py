@@ -10,11 +10,18 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-import paramiko
+if "invoke" not in sys.modules:
+    # paramiko.config imports invoke (for `Match exec`) when it is installed: 40 ms we never use.
+    sys.modules["invoke"] = None  # type: ignore[assignment]
+    import paramiko
+    del sys.modules["invoke"]
+else:
+    import paramiko
 
 from provisioner.connection.base import Result, Unreachable
 

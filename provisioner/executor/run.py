@@ -20,7 +20,6 @@ from typing import Any
 from provisioner.connection.agent_client import AgentSession
 from provisioner.connection.base import Unreachable
 from provisioner.connection.local import LocalConnection
-from provisioner.connection.ssh import SSHConnection
 from provisioner.errors import TemplateError, UserError
 from provisioner.executor.context import HostRun, HostVars, RunOptions, fact_vars
 from provisioner.executor.results import FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
@@ -128,6 +127,8 @@ class Runner:
             if conn_type == "local":
                 conn: Any = LocalConnection(hr.name)
             elif conn_type in ("ssh", "paramiko", "smart"):
+                from provisioner.connection.ssh import SSHConnection  # paramiko only when needed
+
                 password = hvars.get("ansible_password") or hvars.get("ansible_ssh_pass")
                 known = list(self.options.known_hosts)
                 if hvars.get("ansible_ssh_known_hosts_file"):

@@ -31,11 +31,20 @@ class ModuleSpec:
     args_type: type
     aliases: dict[str, str]
     free_form: str | None
-    adapter: TypeAdapter[Any]
+
+    @property
+    def adapter(self) -> TypeAdapter[Any]:
+        return _adapter(self.args_type)
 
     @property
     def fields(self) -> dict[str, dataclasses.Field[Any]]:
         return {f.name: f for f in dataclasses.fields(self.args_type)}
+
+
+@cache
+def _adapter(args_type: type) -> TypeAdapter[Any]:
+    """Built on first use: most runs validate a handful of the modules."""
+    return TypeAdapter(args_type)
 
 
 def canonical_name(name: str) -> str:
@@ -56,8 +65,7 @@ def host_modules() -> dict[str, ModuleSpec]:
         args_type.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
         spec = ModuleSpec(
             name=getattr(mod, "NAME", info.name), module=mod, args_type=args_type,
-            aliases=dict(getattr(mod, "ALIASES", {})), free_form=getattr(mod, "FREE_FORM", None),
-            adapter=TypeAdapter(args_type))
+            aliases=dict(getattr(mod, "ALIASES", {})), free_form=getattr(mod, "FREE_FORM", None))
         specs[spec.name] = spec
         for extra in getattr(mod, "OTHER_NAMES", ()):
             specs[extra] = spec
