@@ -145,7 +145,7 @@ class SSHConnection:
         except (socket.timeout, TimeoutError):
             client.close()
             raise Unreachable(f"cannot connect to {where}: timed out after {self.timeout:g}s") from None
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError):
             client.close()
             raise Unreachable(f"cannot connect to {where}: connection refused") from None
         except (OSError, paramiko.SSHException, EOFError) as exc:

@@ -58,6 +58,7 @@ class Runner:
         self.play_hosts: list[str] = []
         self.started = time.monotonic()
         self._results_lock = threading.Lock()
+        self._local: AgentSession | None = None
 
     # -- variables -----------------------------------------------------------------------
     def base_layers(self, hr: HostRun, play: Play | None) -> list[Mapping[str, Any]]:
@@ -167,7 +168,18 @@ class Runner:
         hr.facts = reply.get("facts", {})
         return TaskResult(hr.name, "Gathering Facts", "setup", OK, "", duration=time.monotonic() - t0)
 
+    def local_session(self) -> AgentSession:
+        """The controller itself, for `delegate_to: localhost` (started on first use)."""
+        with self._results_lock:
+            if self._local is None:
+                session = AgentSession(LocalConnection("localhost"))
+                session.start({"op": "facts"})
+                self._local = session
+            return self._local
+
     def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
         for hr in self.hosts.values():
             if hr.session is not None:
                 try:

@@ -40,6 +40,7 @@ class ActionContext:
         self.diff = diff
         self.env = env
         self.become = become
+        self.session: Any = None  # set when the task is delegated to another host
 
     @property
     def host_name(self) -> str:
@@ -49,7 +50,8 @@ class ActionContext:
         spec = lookup_action(name)
         if spec is None or spec.host_module is None:
             raise TemplateError(f"no host module {name!r}")
-        return self.runner.task_runner.call_module(self.hr, spec, args, self.check, self.diff, self.env, self.become)
+        return self.runner.task_runner.call_module(self.hr, spec, args, self.check, self.diff, self.env,
+                                                   self.become, self.session)
 
     def find_file(self, kind: str, name: str) -> Path:
         """A local file by Ansible's search order: the role's files/ or templates/, then the playbook's."""
@@ -136,6 +138,11 @@ class TaskRunner:
     def _apply(self, hr: HostRun, task: Task) -> TaskResult:
         variables = self.variables(hr, task)
         templar = self.runner.templar
+        if task.run_once:
+            first = next((n for n in self.runner.play_hosts
+                          if not self.runner.hosts[n].unreachable and not self.runner.hosts[n].failed), hr.name)
+            if first != hr.name:
+                return self._result(hr, task, SKIPPED, f"run_once: runs on {first} only", {"skipped": True})
         if task.loop is None:
             if not self.when_ok(hr, task, variables):
                 return self._result(hr, task, SKIPPED, "conditional result was False", {"skipped": True})
@@ -272,11 +279,13 @@ class TaskRunner:
                 raise TemplateError("`environment` must be a mapping")
             env.update({str(k): str(v) for k, v in rendered.items()})
         become = self._become(hr, task, variables)
+        session = self._delegate(hr, task, variables)
         if task.action in ("include_tasks", "include"):
             return self._include(hr, task, variables)
         args = templar.render(task.args, variables)
         if spec.controller is not None:
             ctx = ActionContext(self, hr, task, variables, check, diff, env, become)
+            ctx.session = session
             model = getattr(spec.controller, "ARGS", None)
             free = getattr(spec.controller, "FREE_FORM", None)
             if free and "_raw_params" in args:
@@ -290,10 +299,11 @@ class TaskRunner:
                     where = ".".join(str(x) for x in err["loc"])
                     return {"failed": True, "msg": f"argument {where!r} of {task.action!r}: {err['msg'].lower()}"}
             return dict(spec.controller.run(args, ctx))
-        return self.call_module(hr, spec, args, check, diff, env, become)
+        return self.call_module(hr, spec, args, check, diff, env, become, session)
 
     def call_module(self, hr: HostRun, spec: ActionSpec, args: dict[str, Any], check: bool, diff: bool,
-                    env: dict[str, str], become: dict[str, Any] | None) -> dict[str, Any]:
+                    env: dict[str, str], become: dict[str, Any] | None,
+                    session: Any = None) -> dict[str, Any]:
         from pydantic import ValidationError
         assert spec.host_module is not None
         try:
@@ -308,8 +318,23 @@ class TaskRunner:
         }
         if become:
             request["become"] = become
-        assert hr.session is not None
-        return hr.session.call("run", **request)
+        session = session or hr.session
+        assert session is not None
+        return session.call("run", **request)
+
+    def _delegate(self, hr: HostRun, task: Task, variables: LazyVars) -> Any:
+        """The agent session that runs this task: the host's own, or the one `delegate_to` names."""
+        if task.delegate_to is None:
+            return None
+        target = str(self.runner.templar.render(task.delegate_to, variables))
+        if target == hr.name:
+            return None
+        if target in ("localhost", "127.0.0.1") and target not in self.runner.hosts:
+            return self.runner.local_session()
+        other = self.runner.hosts.get(target)
+        if other is None or other.session is None:
+            raise TemplateError(f"delegate_to: {target!r} is not a connected host of this run")
+        return other.session
 
     def _become(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any] | None:
         templar = self.runner.templar

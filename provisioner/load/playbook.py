@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -525,28 +524,72 @@ def default_roles_path(playbook_dir: Path) -> list[Path]:
     return out
 
 
+def split_args(text: str) -> list[str]:
+    """Split on whitespace like a shell, but never inside quotes or Jinja2 `{{ }}`/`{% %}` blocks."""
+    tokens: list[str] = []
+    cur: list[str] = []
+    quote = ""
+    depth = 0
+    i = 0
+    while i < len(text):
+        c = text[i]
+        two = text[i:i + 2]
+        if quote:
+            if c == "\\" and quote == '"' and i + 1 < len(text):
+                cur.append(text[i + 1])
+                i += 2
+                continue
+            if c == quote:
+                quote = ""
+            else:
+                cur.append(c)
+        elif two in ("{{", "{%", "{#"):
+            depth += 1
+            cur.append(two)
+            i += 2
+            continue
+        elif two in ("}}", "%}", "#}") and depth:
+            depth -= 1
+            cur.append(two)
+            i += 2
+            continue
+        elif c in "'\"" and not depth:
+            quote = c
+        elif c.isspace() and not depth:
+            if cur:
+                tokens.append("".join(cur))
+                cur = []
+        else:
+            cur.append(c)
+        i += 1
+    if quote:
+        raise ValueError("no closing quotation")
+    if cur:
+        tokens.append("".join(cur))
+    return tokens
+
+
 def parse_kv(text: str, free_form: bool, pos: Position) -> dict[str, Any]:
     """Ansible's inline `k=v k2='v 2'` form; the rest is the free-form command for command/shell."""
-    try:
-        parts = shlex.split(text, posix=True)
-    except ValueError as exc:
-        raise UserError(f"cannot parse inline arguments: {exc}", pos) from None
-    out: dict[str, Any] = {}
-    rest: list[str] = []
     free_keys = {"creates", "removes", "chdir", "executable", "warn", "stdin", "stdin_add_newline",
                  "strip_empty_ends"}
+    out: dict[str, Any] = {}
     if free_form:
         # keep the command text as written; only pull out known k=v options
-        tokens = re.findall(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""", text)
-        for tok in tokens:
+        rest: list[str] = []
+        for tok in re.findall(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""", text):
             k, eq, v = tok.partition("=")
             if eq and k in free_keys:
-                out[k] = shlex.split(v)[0] if v else ""
+                out[k] = split_args(v)[0] if v else ""
             else:
                 rest.append(tok)
         if rest:
             out["_raw_params"] = " ".join(rest)
         return out
+    try:
+        parts = split_args(text)
+    except ValueError as exc:
+        raise UserError(f"cannot parse inline arguments: {exc}", pos) from None
     for part in parts:
         k, eq, v = part.partition("=")
         if not eq:
