@@ -13,11 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import TemplateError, UserError
+from provisioner.errors import Position, TemplateError, UserError
 from provisioner.executor.context import RunOptions
 from provisioner.load.inventory import Inventory
 from provisioner.load.playbook import MAGIC_VARS, Play, Playbook, Task, iter_tasks
-from provisioner.load.yamlsrc import load_yaml_file
+from provisioner.load.yamlsrc import YList, YMap, load_yaml_file, type_name, where
 from provisioner.template import is_template, referenced_names
 
 _SINGLE = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$")
@@ -25,7 +25,7 @@ _SINGLE = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$")
 
 def check_playbook(playbook: Playbook, inventory: Inventory, options: RunOptions) -> None:
     if options.limit:
-        inventory.select(options.limit)
+        inventory.select(options.limit, Position("--limit"))
     for play in playbook.plays:
         inventory.select(play.hosts, play.pos)
         _check_play(play, inventory, options)
@@ -54,9 +54,11 @@ def _static_names(play: Play, inventory: Inventory, options: RunOptions) -> tupl
             path = play.base_dir / str(cand)
             if not is_template(str(cand)) and path.is_file():
                 data = load_yaml_file(path) or {}
-                if isinstance(data, dict):
-                    names |= set(data)
-                    values.update(data)
+                if not isinstance(data, dict):
+                    raise UserError(f"a vars file must be a mapping of variables, not {type_name(data)}",
+                                    where(data) if isinstance(data, (YMap, YList)) else Position(str(path), 1, 1))
+                names |= set(data)
+                values.update(data)
             elif is_template(str(cand)):
                 for f in path.parent.glob("*.y*ml") if path.parent.is_dir() else []:
                     data = load_yaml_file(f) or {}
