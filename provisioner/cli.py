@@ -175,7 +175,8 @@ def parse_extra_vars(values: list[str]) -> dict[str, Any]:
             try:
                 data = yaml.safe_load(value)
             except yaml.YAMLError as exc:
-                raise UserError(f"-e {value!r}: not valid YAML/JSON: {exc}") from None
+                what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise UserError(f"-e {value!r}: not valid YAML/JSON: {what}") from None
         else:
             import shlex
             data = {}
