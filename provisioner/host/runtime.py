@@ -211,14 +211,14 @@ def resolve_gid(group: str) -> int:
 def _user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
-    except KeyError:
+    except (KeyError, OverflowError):  # a negative id (a path not yet made) overflows here
         return str(uid)
 
 
 def _group_name(gid: int) -> str:
     try:
         return grp.getgrgid(gid).gr_name
-    except KeyError:
+    except (KeyError, OverflowError):  # a negative id (a path not yet made) overflows here
         return str(gid)
 
 
