@@ -353,9 +353,10 @@ class _Context(dict):  # type: ignore[type-arg]
         return key in self.variables or key in environment().globals
 
     def __getitem__(self, key: str) -> Any:
-        if key in self.variables:
+        try:
             return self.variables[key]
-        return environment().globals[key]
+        except KeyError:  # LazyVars says it contains the globals (omit, lookup) but holds only variables
+            return environment().globals[key]
 
 
 class Templar:
