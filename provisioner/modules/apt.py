@@ -72,10 +72,10 @@ def query_status(host: Host, names: list[str]) -> dict[str, tuple[str, str]]:
     return status
 
 
-def provided_names(host: Host) -> set:
+def provided_names(host: Host) -> set[str]:
     """Virtual package names provided by installed packages (e.g. awk by mawk)."""
     res = host.run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}\t${Provides}\n"])
-    names = set()
+    names: set[str] = set()
     for line in res.stdout.splitlines():
         abbrev, _, provides = line.partition("\t")
         if abbrev.startswith("ii"):
@@ -130,7 +130,7 @@ def update_needed(args: Args) -> bool:
 
 
 def plan(args: Args, host: Host) -> Change:
-    specs = [s.strip() for s in args.name or [] if s.strip()]
+    specs = [s.strip() for s in args.name if s.strip()]
     parsed = [split_spec(s) for s in specs]
     update = update_needed(args)
     deb = deb_identity(host, args.deb) if args.deb else None
@@ -151,7 +151,8 @@ def plan(args: Args, host: Host) -> Change:
         missing = [s for s, (n, v) in zip(specs, parsed) if not satisfied(n, v)]
         if missing:      # a virtual name is satisfied by any installed provider, as in Ansible
             provided = provided_names(host)
-            missing = [s for s in missing if split_spec(s)[1] or split_spec(s)[0].split(":")[0] not in provided]
+            missing = [s for s in missing
+                       if split_spec(s)[1] or split_spec(s)[0].split(":")[0] not in provided]
         if deb and installed.get(deb[0]) != deb[1]:
             missing.append(os.path.abspath(args.deb or ""))
         upgradable = [s for s, (n, v) in zip(specs, parsed)

@@ -47,7 +47,8 @@ def dearmor(data: bytes) -> bytes:
         lines = [line.strip() for line in body.strip().splitlines()]
         if b"" in lines:                       # armor headers ("Comment: ...") end at a blank line
             lines = lines[lines.index(b"") + 1:]
-        out += base64.b64decode(b"".join(line for line in lines if not re.match(rb"^=[A-Za-z0-9+/]{4}$", line)))
+        checksum = re.compile(rb"^=[A-Za-z0-9+/]{4}$")
+        out += base64.b64decode(b"".join(line for line in lines if not checksum.match(line)))
     return out
 
 
@@ -135,11 +136,12 @@ def plan(args: Args, host: Host) -> Change:
     if wanted and not any(fp.endswith(wanted) for fp in fps):
         raise ModuleError(f"the key does not have id {args.id} (it has {', '.join(fps)})")
     content = raw if path.endswith(".asc") else dearmor(raw)
-    data = {"keyring": path, "fp": fps[0], "id": fps[0][-16:], "key_id": fps[0][-16:], "short_id": fps[0][-8:]}
+    data = {"keyring": path, "fp": fps[0], "id": fps[0][-16:], "key_id": fps[0][-16:],
+            "short_id": fps[0][-8:]}
     if content == current:
         return Change(False, "", data=data)
-    return Change(True, ("would " if host.check_mode else "") + f"write {path}", todo={"write": (path, content)},
-                  data=data)
+    return Change(True, ("would " if host.check_mode else "") + f"write {path}",
+                  todo={"write": (path, content)}, data=data)
 
 
 def apply(args: Args, change: Change, host: Host) -> dict[str, Any]:

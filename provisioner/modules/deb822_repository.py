@@ -123,7 +123,9 @@ def plan(args: Args, host: Host) -> Change:
         data = {"repo": None, "dest": dest, "key_filename": keys[0] if keys else None}
         return Change(bool(doomed), f"remove {' '.join(doomed)}" if doomed else "",
                       diff=text_diff(dest, before, None), todo={"remove": doomed}, data=data)
-    signed_by, key_file, key_bytes = resolve_key(args.signed_by, slug) if args.signed_by else (None, None, None)
+    signed_by, key_file, key_bytes = (None, None, None)
+    if args.signed_by:
+        signed_by, key_file, key_bytes = resolve_key(args.signed_by, slug)
     content = render(args, signed_by)
     mode = parse_mode(args.mode)
     st = host.stat(dest)

@@ -20,7 +20,7 @@ VALID_SPEC = re.compile(r"^[A-Za-z0-9_.+:/()*~\-]+( *[<>=]{1,2} *[A-Za-z0-9_.+:~
 
 @dataclass
 class Args:
-    name: list[str] = field(default_factory=list)    # "foo", "foo-1.2-3.el9", "foo >= 1.2", "python3dist(six)"
+    name: list[str] = field(default_factory=list)  # "foo", "foo-1.2-3.el9", "foo >= 1.2", "python3dist(x)"
     state: Literal["present", "installed", "latest", "absent", "removed"] = "present"
     update_cache: bool = False
     disable_gpg_check: bool = False
@@ -51,7 +51,8 @@ def not_installed(host: Host, specs: list[str], provides: bool = False) -> set[s
     """The specs rpm reports missing; `provides` asks by capability (virtual names, 'foo >= 1.2')."""
     if not specs:
         return set()
-    res = host.run(["rpm", "-q", *(["--whatprovides"] if provides else []), "--qf", QUERY_FORMAT, "--", *specs])
+    by = ["--whatprovides"] if provides else []
+    res = host.run(["rpm", "-q", *by, "--qf", QUERY_FORMAT, "--", *specs])
     pattern = r"^no package provides (.+)$" if provides else r"^package (.+) is not installed$"
     missing = {m.group(1).strip() for m in re.finditer(pattern, res.stdout + "\n" + res.stderr, re.MULTILINE)}
     if res.rc != 0 and not missing:
@@ -72,7 +73,8 @@ def upgradable(host: Host, args: Args, names: list[str]) -> list[str]:
 def plan(args: Args, host: Host) -> Change:
     specs = [check_spec(s) for s in args.name if s.strip()]
     by_version = [s for s in specs if re.search(r"[<>=]", s)]
-    todo: dict[str, Any] = {"install": [], "upgrade": [], "remove": [], "makecache": False, "autoremove": False}
+    todo: dict[str, Any] = {"install": [], "upgrade": [], "remove": [], "makecache": False,
+                            "autoremove": False}
     missing = not_installed(host, [s for s in specs if s not in by_version]) | set(by_version)
     if args.state in ("absent", "removed"):
         todo["remove"] = [s for s in specs if s not in missing]
@@ -95,13 +97,15 @@ def plan(args: Args, host: Host) -> Change:
 
 
 def failures(text: str) -> list[str]:
-    unknown = re.findall(r"No match for argument: (\S+)", text) or re.findall(r"No package (\S+) available", text)
+    unknown = re.findall(r"No match for argument: (\S+)", text) or \
+        re.findall(r"No package (\S+) available", text)
     return [f"No package {n} available." for n in unknown]
 
 
 def transaction(stdout: str) -> list[str]:
     """Ansible's `results`: 'Installed: tmux-3.2-2.x86_64', from dnf's indented summary sections."""
-    results, section = [], None
+    results: list[str] = []
+    section = None
     for line in stdout.splitlines():
         header = re.match(r"^(Installed|Upgraded|Removed|Erased|Updated|Downgraded):\s*$", line)
         if header:
@@ -119,7 +123,8 @@ def run_dnf(host: Host, argv: list[str]) -> dict[str, Any]:
     data: dict[str, Any] = {"rc": res.rc, "stdout": res.stdout, "stderr": res.stderr, "results": results}
     if res.rc != 0:
         found = failures(res.stdout + res.stderr)
-        msg = "; ".join(found) if found else f"'{' '.join(argv)}' failed: {(res.stderr or res.stdout).strip()}"
+        reason = (res.stderr or res.stdout).strip()
+        msg = "; ".join(found) if found else f"'{' '.join(argv)}' failed: {reason}"
         raise ModuleError(msg, failures=found, **data)
     data["changed"] = "Nothing to do" not in res.stdout
     return data

@@ -21,7 +21,7 @@ STATES = {apt.__name__: ("present", "absent", "latest", "fixed"),
 @dataclass
 class Args:
     name: list[str] = field(default_factory=list)
-    state: str = "present"        # present, absent, latest (installed/removed too, as each backend reads them)
+    state: str = "present"        # present, absent, latest; installed/removed as each backend reads them
     use: str = "auto"             # auto: host.facts["pkg_mgr"]; or apt, dnf, yum
 
 
@@ -30,7 +30,8 @@ def package_manager(args: Args, host: Host) -> str:
         return args.use
     mgr = host.facts.get("pkg_mgr")
     if not mgr:       # no facts gathered (e.g. run in-process): look at what is installed
-        mgr = next((m for m, tool in (("apt", "apt-get"), ("dnf", "dnf"), ("yum", "yum")) if host.which(tool)), "")
+        tools = (("apt", "apt-get"), ("dnf", "dnf"), ("yum", "yum"))
+        mgr = next((m for m, tool in tools if host.which(tool)), "")
     return mgr or "unknown"
 
 

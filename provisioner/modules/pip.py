@@ -18,9 +18,13 @@ from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleError
 
-LIST_SCRIPT = ("import json, importlib.metadata as m; "
-               "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")
-REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*((?:[<>=!~]=?=?\s*[^,;\s]+\s*,?\s*)*)$")
+LIST_SCRIPT = ("import json, importlib.metadata as m; print(json.dumps("
+               "{d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")
+# name [extras] specifiers; anything else (URLs, paths, markers) is left to pip
+REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*"
+                         r"((?:[<>=!~]=?=?\s*[^,;\s]+\s*,?\s*)*)$")
+VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)[-_.]?(dev|a|alpha|b|beta|c|rc|pre|post)?[-_.]?(\d*)")
+PHASE = {"dev": 0, "a": 1, "alpha": 1, "b": 2, "beta": 2, "c": 3, "rc": 3, "pre": 3, "": 4, "post": 5}
 CLAUSE = re.compile(r"(===|==|!=|~=|>=|<=|>|<)\s*([^,\s]+)")
 
 
@@ -47,14 +51,13 @@ def canonical(name: str) -> str:
 
 def version_key(version: str) -> tuple[tuple[int, ...], int, int]:
     """Release numbers (trailing zeros dropped), then dev < a < b < rc < final < post."""
-    m = re.match(r"^v?(\d+(?:\.\d+)*)[-_.]?(dev|a|alpha|b|beta|c|rc|pre|post)?[-_.]?(\d*)", version.strip().lower())
+    m = VERSION.match(version.strip().lower())
     if not m:
         return ((), 4, 0)
     release = tuple(int(x) for x in m.group(1).split("."))
     while len(release) > 1 and release[-1] == 0:
         release = release[:-1]
-    rank = {"dev": 0, "a": 1, "alpha": 1, "b": 2, "beta": 2, "c": 3, "rc": 3, "pre": 3, "post": 5}.get(m.group(2) or "", 4)
-    return release, rank, int(m.group(3) or 0)
+    return release, PHASE[m.group(2) or ""], int(m.group(3) or 0)
 
 
 def satisfies(version: str, spec: str) -> bool:
@@ -194,10 +197,12 @@ def apply(args: Args, change: Change, host: Host) -> dict[str, Any]:
     todo = change.todo
     out: dict[str, Any] = {}
     if todo["create"]:
-        command = shlex.split(args.virtualenv_command or "") or [args.virtualenv_python or sys.executable, "-m", "venv"]
+        command = shlex.split(args.virtualenv_command or "") or \
+            [args.virtualenv_python or sys.executable, "-m", "venv"]
         if args.virtualenv_python and args.virtualenv_command:
             if "venv" in command or "pyvenv" in command[0]:
-                raise ModuleError("virtualenv_python cannot be used with the venv module; put it in virtualenv_command")
+                raise ModuleError("virtualenv_python cannot be used with the venv module; "
+                                  "put the interpreter in virtualenv_command")
             command += ["-p", args.virtualenv_python]
         command += ["--system-site-packages"] if args.virtualenv_site_packages else []
         res = host.run([*command, todo["create"]], cwd=args.chdir)

@@ -31,7 +31,8 @@ def imported_ids(host: Host) -> set[str]:
     res = host.run(["rpm", "-q", "gpg-pubkey", "--qf", "%{VERSION}\n"])
     if res.rc != 0 and "is not installed" not in res.stdout + res.stderr:
         raise ModuleError(f"rpm -q gpg-pubkey failed: {(res.stderr or res.stdout).strip()}")
-    return {line.strip().lower() for line in res.stdout.splitlines() if re.match(r"^[0-9a-fA-F]{8}$", line.strip())}
+    words = (line.strip().lower() for line in res.stdout.splitlines())
+    return {w for w in words if re.match(r"^[0-9a-f]{8}$", w)}
 
 
 def key_material(args: Args, host: Host) -> bytes:
@@ -55,13 +56,15 @@ def plan(args: Args, host: Host) -> Change:
             raise ModuleError(f"{args.key} is not an OpenPGP public key")
         expected = [normalize_id(f) for f in args.fingerprint]
         if expected and not any(fp in expected for fp in fps):
-            raise ModuleError(f"the key fingerprint {', '.join(fps)} does not match {', '.join(args.fingerprint)}")
+            raise ModuleError(f"the key fingerprint {', '.join(fps)} does not match "
+                              f"{', '.join(args.fingerprint)}")
         wanted = {fp[-8:].lower() for fp in fps}
     data = {"key_ids": sorted(wanted)}
     if args.state == "absent":
         doomed = sorted(wanted & have)
-        return Change(bool(doomed), ("would " if host.check_mode else "") + f"remove gpg-pubkey-{' '.join(doomed)}"
-                      if doomed else "", todo={"remove": doomed}, data=data)
+        would = "would " if host.check_mode else ""
+        msg = f"{would}remove gpg-pubkey-{' '.join(doomed)}" if doomed else ""
+        return Change(bool(doomed), msg, todo={"remove": doomed}, data=data)
     if wanted <= have:
         return Change(False, "", data=data)
     if binary is None:

@@ -131,8 +131,8 @@ def plan(args: Args, host: Host) -> Change:
     if not steps and not args.daemon_reload:
         return Change(False, "", data=data)
     what = (["daemon-reload"] if args.daemon_reload else []) + steps
-    return Change(True, ("would " if host.check_mode else "") + " ".join(what) + f" {args.name or ''}".rstrip(),
-                  todo={"manager": mgr, "steps": steps}, data=data)
+    msg = ("would " if host.check_mode else "") + " ".join([*what, args.name or ""]).rstrip()
+    return Change(True, msg, todo={"manager": mgr, "steps": steps}, data=data)
 
 
 def run_step(host: Host, argv: list[str], step: str) -> None:
@@ -145,12 +145,14 @@ def run_step(host: Host, argv: list[str], step: str) -> None:
 def sysv_enable_argv(host: Host, name: str, enable: bool) -> list[str]:
     tool = host.which("update-rc.d")
     if tool:          # `defaults` creates the rc links; `enable` only renames existing K links to S
-        linked = any(glob.glob(os.path.join(d.format(level), f"[SK]??{name}")) for d in RC_DIRS for level in "2345")
+        linked = any(glob.glob(os.path.join(d.format(level), f"[SK]??{name}"))
+                     for d in RC_DIRS for level in "2345")
         return [tool, name, ("enable" if linked else "defaults") if enable else "disable"]
     tool = host.which("chkconfig")
     if tool:
         return [tool, name, "on" if enable else "off"]
-    raise ModuleError(f"cannot {'enable' if enable else 'disable'} {name}: neither update-rc.d nor chkconfig is here")
+    verb = "enable" if enable else "disable"
+    raise ModuleError(f"cannot {verb} {name}: neither update-rc.d nor chkconfig is here")
 
 
 def apply(args: Args, change: Change, host: Host) -> dict[str, Any]:

@@ -65,7 +65,8 @@ def section_values(args: Args) -> dict[str, str]:
     values["gpgkey"] = "\n".join(args.gpgkey) or None
     values["exclude"] = " ".join(args.exclude) or None
     values["includepkgs"] = " ".join(args.includepkgs) or None
-    return {k: str(int(v)) if isinstance(v, bool) else str(v) for k, v in sorted(values.items()) if v is not None}
+    return {k: str(int(v)) if isinstance(v, bool) else str(v)
+            for k, v in sorted(values.items()) if v is not None}
 
 
 def parse(text: str, path: str) -> configparser.ConfigParser:
@@ -87,7 +88,8 @@ def plan(args: Args, host: Host) -> Change:
     if args.state == "present" and not args.description:
         raise ModuleError("state is present but all of the following are missing: description")
     if args.state == "present" and not (args.baseurl or args.mirrorlist or args.metalink):
-        raise ModuleError("state is present but any of the following are missing: baseurl, mirrorlist, metalink")
+        raise ModuleError("state is present but any of the following are missing: "
+                          "baseurl, mirrorlist, metalink")
     if not os.path.isdir(args.reposdir):
         raise ModuleError(f"Repo directory '{args.reposdir}' does not exist.")
     name = args.file or args.name
@@ -114,7 +116,8 @@ def plan(args: Args, host: Host) -> Change:
     if not changed:
         return Change(False, "", data=data)
     return Change(True, ("would " if host.check_mode else "") + ("write " if after else "remove ") + dest,
-                  diff=text_diff(dest, before_text, after_text), todo={"text": after_text, "dest": dest}, data=data)
+                  diff=text_diff(dest, before_text, after_text), todo={"text": after_text, "dest": dest},
+                  data=data)
 
 
 def apply(args: Args, change: Change, host: Host) -> dict[str, Any]:

@@ -66,7 +66,8 @@ def test_packages() -> Iterator[None]:
 
 def test_install_is_planned_in_check_mode_then_done_once_then_removed() -> None:
     planned = apt(Host(check_mode=True), name="sl")
-    assert planned["changed"] and planned["packages_to_install"] == ["sl"] and "would install sl" in planned["msg"]
+    assert planned["changed"] and planned["packages_to_install"] == ["sl"]
+    assert "would install sl" in planned["msg"]
     assert not installed("sl")
 
     first = apt(name="sl", state="present")

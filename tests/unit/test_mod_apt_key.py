@@ -40,7 +40,8 @@ def gpg(tmp_path: Path, *argv: str, stdin: str | None = None) -> subprocess.Comp
 @pytest.fixture
 def key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(mod, "KEYRINGS_DIR", str(tmp_path / "keyrings"))
-    armored = gpg(tmp_path, "--no-default-keyring", "--keyring", BOOKWORM, "--export", "--armor").stdout.decode()
+    exported = gpg(tmp_path, "--no-default-keyring", "--keyring", BOOKWORM, "--export", "--armor")
+    armored = exported.stdout.decode()
     colons = gpg(tmp_path, "--with-colons", "--show-keys", BOOKWORM).stdout.decode()
     fpr = next(line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:"))
     return {"armored": armored, "binary": gpg(tmp_path, "--dearmor", stdin=armored).stdout, "fpr": fpr,

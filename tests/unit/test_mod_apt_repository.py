@@ -50,9 +50,10 @@ def apt_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def apt_reads(root: Path) -> str:
-    out = subprocess.run(["apt-get", "update", "--print-uris", "-o", f"Dir::Etc::SourceParts={root}/sources.list.d",
-                          "-o", f"Dir::Etc::SourceList={root}/sources.list"], capture_output=True, text=True,
-                         check=False)
+    out = subprocess.run(["apt-get", "update", "--print-uris",
+                          "-o", f"Dir::Etc::SourceParts={root}/sources.list.d",
+                          "-o", f"Dir::Etc::SourceList={root}/sources.list"],
+                         capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     return out.stdout
 

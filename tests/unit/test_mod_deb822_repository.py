@@ -43,7 +43,8 @@ def armored_key(tmp_path: Path) -> str:
 def apt_reads(sources_dir: Path) -> str:
     """The URIs apt would fetch for these sources: proves apt parses the file."""
     out = subprocess.run(["apt-get", "update", "--print-uris", "-o", f"Dir::Etc::SourceParts={sources_dir}",
-                          "-o", "Dir::Etc::SourceList=/dev/null"], capture_output=True, text=True, check=False)
+                          "-o", "Dir::Etc::SourceList=/dev/null"],
+                         capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -54,20 +55,22 @@ def deb822(check: bool = False, diff: bool = False, **raw: Any) -> dict[str, Any
     return execute_module(spec.module, validate_args(spec, raw), Host(check_mode=check, diff_mode=diff))
 
 
-REPO = {"name": "debian extra", "uris": "http://deb.debian.org/debian", "suites": "bookworm",
+REPO: dict[str, Any] = {"name": "debian extra", "uris": "http://deb.debian.org/debian", "suites": "bookworm",
         "components": ["main", "contrib"], "signed_by": DEBIAN_KEYRING, "architectures": "amd64"}
 
 
 def test_writes_once_in_ansibles_format(apt_dirs: Path) -> None:
     dest = apt_dirs / "sources.list.d" / "debian-extra.sources"
     planned = deb822(check=True, diff=True, **REPO)
-    assert planned["changed"] and not dest.exists() and "X-Repolib-Name: debian extra" in planned["diff"]["after"]
+    assert planned["changed"] and not dest.exists()
+    assert "X-Repolib-Name: debian extra" in planned["diff"]["after"]
 
     result = deb822(**REPO)
     assert result["changed"] and result["dest"] == str(dest) and result["key_filename"] == DEBIAN_KEYRING
     assert dest.read_text() == result["repo"] == (
         "Architectures: amd64\nComponents: main contrib\nX-Repolib-Name: debian extra\n"
-        "Signed-By: " + DEBIAN_KEYRING + "\nSuites: bookworm\nTypes: deb\nURIs: http://deb.debian.org/debian\n")
+        f"Signed-By: {DEBIAN_KEYRING}\n"
+        "Suites: bookworm\nTypes: deb\nURIs: http://deb.debian.org/debian\n")
     assert oct(dest.stat().st_mode & 0o777) == "0o644"
     assert "bookworm/main/binary-amd64/Packages" in apt_reads(dest.parent)
 
@@ -128,7 +131,8 @@ def test_key_url_is_fetched_once_into_keyrings(apt_dirs: Path, key_server: tuple
     assert len(hits) == fetched                                # present key file: no download
 
     gone = deb822(name="fetched", state="absent")
-    assert gone["changed"] and not key.exists() and not (apt_dirs / "sources.list.d" / "fetched.sources").exists()
+    assert gone["changed"] and not key.exists()
+    assert not (apt_dirs / "sources.list.d" / "fetched.sources").exists()
     assert deb822(name="fetched", state="absent")["changed"] is False
 
 

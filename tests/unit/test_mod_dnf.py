@@ -18,8 +18,8 @@ from provisioner.modules import host_modules, validate_args
 class FakeRedHatHost(Host):
     """Answers like rpm/dnf on a RedHat-family host; records every argv."""
 
-    def __init__(self, installed: dict[str, str], repo: dict[str, str], provides: dict[str, str] | None = None,
-                 **kw: Any) -> None:
+    def __init__(self, installed: dict[str, str], repo: dict[str, str],
+                 provides: dict[str, str] | None = None, **kw: Any) -> None:
         super().__init__(facts={"pkg_mgr": "dnf", "os_family": "RedHat"}, **kw)
         self.installed, self.repo, self.provides = dict(installed), dict(repo), dict(provides or {})
         self.calls: list[list[str]] = []
@@ -81,7 +81,8 @@ def test_converged_host_costs_one_rpm_query() -> None:
 def test_missing_packages_install_in_one_transaction_then_converge() -> None:
     host = redhat()
     result = dnf(host, name="tmux,git,bash", enablerepo="crb", disable_gpg_check=True)
-    assert result["changed"] and result["results"] == ["Installed: tmux-3.2-2.x86_64", "Installed: git-2.43-1.x86_64"]
+    assert result["changed"]
+    assert result["results"] == ["Installed: tmux-3.2-2.x86_64", "Installed: git-2.43-1.x86_64"]
     installs = [c for c in host.calls if c[:2] == ["dnf", "install"]]
     assert len(installs) == 1
     assert installs[0][-2:] == ["tmux", "git"]
@@ -92,7 +93,8 @@ def test_missing_packages_install_in_one_transaction_then_converge() -> None:
 def test_check_mode_plans_only() -> None:
     host = redhat(check_mode=True)
     result = dnf(host, name=["tmux"])
-    assert result["changed"] and result["packages_to_install"] == ["tmux"] and "would install tmux" in result["msg"]
+    assert result["changed"] and result["packages_to_install"] == ["tmux"]
+    assert "would install tmux" in result["msg"]
     assert "tmux" not in host.installed
     assert not [c for c in host.calls if c[0] == "dnf"]
 

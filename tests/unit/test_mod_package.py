@@ -15,7 +15,8 @@ from provisioner.host.dispatch import execute_module
 from provisioner.host.runtime import CommandResult, Host
 from provisioner.modules import host_modules, validate_args
 
-needs_apt = pytest.mark.skipif(shutil.which("apt-get") is None or os.geteuid() != 0, reason="needs apt and root")
+needs_apt = pytest.mark.skipif(shutil.which("apt-get") is None or os.geteuid() != 0,
+                               reason="needs apt and root")
 
 
 def package(host: Host, **raw: Any) -> dict[str, Any]:
@@ -24,7 +25,8 @@ def package(host: Host, **raw: Any) -> dict[str, Any]:
 
 
 def installed(name: str) -> bool:
-    out = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", name], capture_output=True, text=True, check=False)
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", name], capture_output=True, text=True,
+                         check=False)
     return out.stdout.endswith(" installed")
 
 
@@ -47,10 +49,12 @@ def test_apt_host_installs_and_converges() -> None:
         pytest.skip("figlet is already installed here")
     facts = {"pkg_mgr": "apt", "os_family": "Debian"}
     try:
-        assert package(Host(facts=facts, check_mode=True), name="figlet")["changed"] and not installed("figlet")
+        assert package(Host(facts=facts, check_mode=True), name="figlet")["changed"]
+        assert not installed("figlet")
         assert package(Host(facts=facts), name="figlet", state="installed")["changed"] and installed("figlet")
         assert package(Host(facts=facts), name="figlet")["changed"] is False
-        assert package(Host(facts=facts), name="figlet", state="removed")["changed"] and not installed("figlet")
+        assert package(Host(facts=facts), name="figlet", state="removed")["changed"]
+        assert not installed("figlet")
     finally:
         if installed("figlet"):
             subprocess.run(["apt-get", "purge", "-y", "-q", "figlet"], check=False, capture_output=True)

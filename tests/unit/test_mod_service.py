@@ -24,16 +24,20 @@ dir=$(dirname "$0"); echo "systemctl $*" >> "$dir/calls"
 [ "$1" = "--user" ] && shift; [ "$1" = "--no-block" ] && shift
 verb=$1; st="$dir/state.$2"
 case $verb in
-  show) if [ ! -f "$st.file" ]; then printf 'LoadState=not-found\nActiveState=inactive\nUnitFileState=\n'; exit 0; fi
+  show) if [ ! -f "$st.file" ]; then
+          printf 'LoadState=not-found\nActiveState=inactive\nUnitFileState=\n'; exit 0
+        fi
         printf 'LoadState=loaded\nActiveState=%s\nSubState=x\nUnitFileState=%s\n' \
                "$(cat "$st.active" 2>/dev/null || echo inactive)" "$(cat "$st.file")" ;;
-  start|restart|reload) if [ "$(cat "$st.file")" = masked ]; then echo "Unit $2.service is masked." >&2; exit 1; fi
+  start|restart|reload)
+        if [ "$(cat "$st.file")" = masked ]; then echo "Unit $2.service is masked." >&2; exit 1; fi
         echo active > "$st.active" ;;
   stop) echo inactive > "$st.active" ;;
   enable) echo enabled > "$st.file" ;;
   disable|unmask) echo disabled > "$st.file" ;;
   mask) echo masked > "$st.file" ;;
-  daemon-reload) for f in "$dir"/pending.*; do [ -e "$f" ] && mv "$f" "$dir/state.${f##*/pending.}.file"; done ;;
+  daemon-reload)
+        for f in "$dir"/pending.*; do [ -e "$f" ] && mv "$f" "$dir/state.${f##*/pending.}.file"; done ;;
   *) echo "unknown verb $verb" >&2; exit 1 ;;
 esac
 """
@@ -64,7 +68,8 @@ done
 
 @pytest.fixture
 def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name, text in (("systemctl", FAKE_SYSTEMCTL), ("service", FAKE_SERVICE), ("update-rc.d", FAKE_UPDATE_RC_D)):
+    programs = {"systemctl": FAKE_SYSTEMCTL, "service": FAKE_SERVICE, "update-rc.d": FAKE_UPDATE_RC_D}
+    for name, text in programs.items():
         (tmp_path / name).write_text(text)
         (tmp_path / name).chmod(0o755)
     for level in "2345":
@@ -159,4 +164,5 @@ def test_neither_systemd_nor_sysvinit_says_so(tmp_path: Path, monkeypatch: pytes
     spec = host_modules()["service"]
     result = execute_module(spec.module, validate_args(spec, {"name": "nginx", "state": "started"}), host)
     assert result["failed"] and "\n" not in result["msg"]
-    assert result["msg"].startswith("cannot manage service nginx: systemd is not running here (service_mgr=sysvinit)")
+    assert result["msg"].startswith(
+        "cannot manage service nginx: systemd is not running here (service_mgr=sysvinit)")

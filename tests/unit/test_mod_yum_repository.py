@@ -16,7 +16,7 @@ def yum_repository(check: bool = False, diff: bool = False, **raw: Any) -> dict[
     return execute_module(spec.module, validate_args(spec, raw), Host(check_mode=check, diff_mode=diff))
 
 
-EPEL = {"name": "epel", "description": "EPEL YUM repo", "gpgcheck": True, "enabled": True,
+EPEL: dict[str, Any] = {"name": "epel", "description": "EPEL YUM repo", "gpgcheck": True, "enabled": True,
         "baseurl": "https://download.fedoraproject.org/pub/epel/$releasever/$basearch/",
         "gpgkey": "https://download.fedoraproject.org/pub/epel/RPM-GPG-KEY-EPEL-9"}
 
@@ -49,7 +49,8 @@ def test_sections_share_a_file_and_the_last_one_removes_it(tmp_path: Path) -> No
     assert "[epel]" not in (tmp_path / "external.repo").read_text()
     gone = yum_repository(reposdir=str(tmp_path), file="external", name="epel-testing", state="absent")
     assert gone["changed"] and not (tmp_path / "external.repo").exists()
-    assert yum_repository(reposdir=str(tmp_path), file="external", name="epel", state="absent")["changed"] is False
+    again = yum_repository(reposdir=str(tmp_path), file="external", name="epel", state="absent")
+    assert again["changed"] is False
 
 
 def test_mode_multiple_urls_and_required_args(tmp_path: Path) -> None:
