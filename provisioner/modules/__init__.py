@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import types
 import typing
 from dataclasses import dataclass
 from functools import cache
@@ -95,7 +96,7 @@ def _is_list_type(annotation: Any, module: ModuleType) -> bool:
     origin = typing.get_origin(annotation)
     if origin in (list, typing.List):
         return True
-    if origin is typing.Union:
+    if origin is typing.Union or origin is types.UnionType:
         return any(_is_list_type(a, module) for a in typing.get_args(annotation))
     return False
 

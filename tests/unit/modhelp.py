@@ -9,7 +9,7 @@ from provisioner.host.runtime import Host
 from provisioner.modules import host_modules, validate_args
 
 
-def run_module(name: str, check: bool = False, diff: bool = False, facts: dict[str, Any] | None = None,
+def run_module(name: str, /, check: bool = False, diff: bool = False, facts: dict[str, Any] | None = None,
                **raw: Any) -> dict[str, Any]:
     spec = host_modules()[name]
     args = validate_args(spec, raw)
