@@ -105,10 +105,12 @@ class TaskRunner:
             # a role sees its own defaults and vars above other roles'
             layers.insert(len(runner.play.roles) if runner.play else 0, task.role.defaults)
             layers.insert(-3, task.role.vars)
+        for layer in task.vars:
+            # block and task vars: above role vars, below set_fact/include_vars/register (as in Ansible)
+            layers.insert(-3, layer)
+        if task.role is not None:
             layers.append(task.role.params)
             layers.append({"role_name": task.role.name, "role_path": str(task.role.path)})
-        for layer in task.vars:
-            layers.append(layer)
         if extra:
             layers.append(extra)
         layers.append(runner.options.extra_vars)
