@@ -1,0 +1,655 @@
+"""The version matrix, and the GPU plan it allows for one host.
+
+Controller side. `data/compat.yml` holds the facts (each section with its source); this
+module validates it once, then turns a host's facts plus the role's request into a
+`GpuPlan` (what to install, from where, under which package names) and the list of
+`Refusal`s that explain, one line each, why a request cannot work on that host.
+
+The request is the GPU role's variables (all optional; versions are strings, quote them in
+YAML so that 12.10 stays 12.10):
+
+    gpu_stack             "auto" (default: CUDA for NVIDIA GPUs, ROCm for AMD GPUs, nothing
+                          otherwise) | "cuda" | "rocm" | "none"
+    cuda_version          "12.4"; None = no CUDA toolkit
+    cuda_method           "nvidia_repo" (default; NVIDIA's apt/dnf repo) | "distro" (the
+                          distribution's nvidia-cuda-toolkit)
+    nvidia_driver_branch  "550"; None (default) = keep the installed driver
+    cudnn_version         "9" | "8.9" | "8.7"; None = no cuDNN
+    cudnn_method          "archive" (default; the tarball, as the chapter does) | "nvidia_repo" | "pip"
+    rocm_version          "6.2"; None = no ROCm
+    force                 true: plan CUDA/ROCm even on a host without such a GPU (build boxes)
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+MATRIX_PATH = Path(__file__).parent / "data" / "compat.yml"
+
+Version = Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)*$")]
+OsKey = Annotated[str, StringConstraints(pattern=r"^(ubuntu\d{4}|debian\d+|rhel\d+|fedora\d+|wsl-ubuntu)$")]
+Source = Annotated[str, StringConstraints(min_length=10)]
+Branch = Annotated[str, StringConstraints(pattern=r"^\d{3}$")]
+PciId = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-f]{4}$")]
+Gfx = Annotated[str, StringConstraints(pattern=r"^gfx[0-9a-f]+$")]
+RHEL_LIKE = ("rhel", "rocky", "almalinux", "centos", "ol")
+
+
+class MatrixError(ValueError):
+    """compat.yml is unreadable or malformed; the message names the file and each bad field."""
+
+
+class RequestError(ValueError):
+    """The GPU role's variables are malformed (unknown key, bad version string, bad method)."""
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """"12.4" -> (12, 4); "580.65.06" -> (580, 65, 6): versions compare as numbers, not strings."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+# -- the matrix's shape --------------------------------------------------------------------
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CcRange(_Model):
+    min: Version
+    max: Version
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CcRange:
+        if version_tuple(self.min) > version_tuple(self.max):
+            raise ValueError(f"compute capability range {self.min}-{self.max} is reversed")
+        return self
+
+    def contains(self, cc: str) -> bool:
+        return version_tuple(self.min) <= version_tuple(cc) <= version_tuple(self.max)
+
+    def __str__(self) -> str:
+        return f"{self.min}-{self.max}"
+
+
+class ChapterRow(_Model):
+    cuda: Version
+    cudnn: Version
+    compute_capability: str
+    pytorch: str
+
+
+class ChapterTable(_Model):
+    source: Source
+    rows: list[ChapterRow] = Field(min_length=1)
+
+
+class NvidiaRepo(_Model):
+    source: Source
+    url: str
+    keyring_deb: str
+    dnf_repo_file: str
+    arch: dict[str, str]
+    toolkit_package: str
+    driver_package: str
+
+
+class MinorVersionCompat(_Model):
+    source: Source
+    min_driver: dict[str, Version]
+
+
+class CudaVersion(_Model):
+    min_driver: Version
+    compute_capability: CcRange
+    nvidia_repo_os: list[OsKey]
+    pytorch: str | None
+
+
+class CudaSection(_Model):
+    source: Source
+    versions: dict[Version, CudaVersion] = Field(min_length=1)
+
+
+class DriverBranch(_Model):
+    max_cuda: Version
+    compute_capability: CcRange
+
+
+class DriverSection(_Model):
+    source: Source
+    branches: dict[Branch, DriverBranch] = Field(min_length=1)
+
+
+class CudnnVersion(_Model):
+    full: Version
+    cuda_majors: list[int] = Field(min_length=1)
+    apt: dict[str, list[str]]
+    dnf: dict[str, list[str]]
+    pip: dict[str, str]
+    repo_missing_os: list[OsKey]
+
+    @model_validator(mode="after")
+    def _known_majors(self) -> CudnnVersion:
+        majors = {str(m) for m in self.cuda_majors}
+        for name in ("apt", "dnf", "pip"):
+            extra = set(getattr(self, name)) - majors
+            if extra:
+                raise ValueError(f"{name} names CUDA majors {sorted(extra)} "
+                                 f"not in cuda_majors {self.cuda_majors}")
+        return self
+
+
+class CudnnSection(_Model):
+    source: Source
+    archive_url: str
+    arch: dict[str, str]
+    versions: dict[Version, CudnnVersion] = Field(min_length=1)
+
+
+class DistroCuda(_Model):
+    version: Version
+    package: str
+    component: str
+
+
+class DistroCudaSection(_Model):
+    source: Source
+    packages: dict[OsKey, DistroCuda]
+
+
+class RocmVersion(_Model):
+    build: Annotated[str, StringConstraints(pattern=r"^\d{5}$")]
+    ubuntu: list[str]
+    debian: dict[str, str]          # Debian codename -> the Ubuntu codename whose installer it uses
+    rhel: list[Version]
+    gfx: list[Gfx] = Field(min_length=1)
+
+
+class RocmSection(_Model):
+    source: Source
+    deb_url: str
+    rpm_url: str
+    install_command: str
+    versions: dict[Version, RocmVersion] = Field(min_length=1)
+
+
+class AmdGpu(_Model):
+    name: str
+    gfx: Gfx
+
+
+class AmdGpuSection(_Model):
+    source: Source
+    devices: dict[PciId, AmdGpu]
+
+
+class Matrix(_Model):
+    """compat.yml, validated: every section carries a `source`."""
+
+    schema_version: Literal[1] = Field(alias="schema")
+    chapter_table: ChapterTable
+    nvidia_repo: NvidiaRepo
+    minor_version_compat: MinorVersionCompat
+    cuda: CudaSection
+    driver_branches: DriverSection
+    cudnn: CudnnSection
+    distro_cuda: DistroCudaSection
+    rocm: RocmSection
+    amd_gpus: AmdGpuSection
+
+    @model_validator(mode="after")
+    def _every_cuda_major_has_a_driver_floor(self) -> Matrix:
+        for version in self.cuda.versions:
+            major = version.split(".")[0]
+            if major not in self.minor_version_compat.min_driver:
+                raise ValueError(f"cuda.versions.{version}: "
+                                 f"no minor_version_compat.min_driver for CUDA {major}.x")
+        return self
+
+    def repo_os_keys(self) -> set[str]:
+        """Every OS key NVIDIA's CUDA repository serves for some toolkit in the matrix."""
+        return {key for cv in self.cuda.versions.values() for key in cv.nvidia_repo_os}
+
+
+def load_matrix(path: str | Path | None = None) -> Matrix:
+    """The validated version matrix (compat.yml unless `path`), read once per path and cached."""
+    return _load_matrix(str(Path(path) if path is not None else MATRIX_PATH))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_matrix(path: str) -> Matrix:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MatrixError(f"{path}: cannot read the version matrix: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
+        problem = getattr(exc, "problem", None) or exc
+        raise MatrixError(f"{where}: the version matrix is not valid YAML: {problem}") from None
+    try:
+        return Matrix.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+                    for err in exc.errors()]
+        raise MatrixError(f"{path}: the version matrix is malformed:\n  " + "\n  ".join(problems)) from None
+
+
+# -- request and plan ------------------------------------------------------------------------
+
+class GpuRequest(BaseModel):
+    """The GPU role's variables (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpu_stack: Literal["auto", "cuda", "rocm", "none"] = "auto"
+    cuda_version: Version | None = None
+    cuda_method: Literal["nvidia_repo", "distro"] = "nvidia_repo"
+    nvidia_driver_branch: Branch | None = None
+    cudnn_version: Version | None = None
+    cudnn_method: Literal["archive", "nvidia_repo", "pip"] = "archive"
+    rocm_version: Version | None = None
+    force: bool = False
+
+    @field_validator("cuda_version", "nvidia_driver_branch", "cudnn_version", "rocm_version", mode="before")
+    @classmethod
+    def _numbers_as_text(cls, value: Any) -> Any:
+        # YAML turns an unquoted 12.4 into a float and 550 into an int; take them back as text.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a requested component cannot go on this host: one line naming the host fact and the version."""
+
+    component: str      # "cuda" | "driver" | "cudnn" | "rocm"
+    reason: str
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """What the GPU roles install on one host, decided before anything runs (check mode shows this)."""
+
+    os_key: str | None                      # NVIDIA's repo name for the OS: "ubuntu2404", "wsl-ubuntu"
+    gpu_stack: str = "none"                 # "cuda" | "rocm" | "cuda+rocm" | "none"
+    cuda_version: str | None = None
+    cuda_method: str | None = None
+    cuda_packages: list[str] = field(default_factory=list)
+    cuda_repo_url: str | None = None
+    cuda_repo_setup_url: str | None = None  # the cuda-keyring .deb (apt) or the .repo file (dnf)
+    driver_branch: str | None = None        # None: keep the installed driver
+    driver_packages: list[str] = field(default_factory=list)
+    cudnn_version: str | None = None        # the exact release, e.g. "9.14.0.64"
+    cudnn_method: str | None = None
+    cudnn_packages: list[str] = field(default_factory=list)
+    cudnn_archive_url: str | None = None
+    rocm_version: str | None = None
+    rocm_installer_url: str | None = None
+    rocm_packages: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def os_key(facts: dict[str, Any]) -> str | None:
+    """NVIDIA's repository name for the host's OS ("ubuntu2204", "debian12", "rhel9"; WSL: "wsl-ubuntu")."""
+    if facts.get("is_wsl"):
+        return "wsl-ubuntu"
+    return distro_key(facts)
+
+
+def distro_key(facts: dict[str, Any]) -> str | None:
+    """The same naming for the distribution itself, WSL or not."""
+    os_id = facts.get("os_id") or ""
+    major = facts.get("distribution_major_version") or ""
+    if os_id == "ubuntu":
+        return "ubuntu" + (facts.get("os_version_id") or "").replace(".", "")
+    if os_id in ("debian", "fedora") and major:
+        return os_id + major
+    if os_id in RHEL_LIKE and major:
+        return "rhel" + major
+    return None
+
+
+def _nvidia_gpus(facts: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(name, compute capability) per distinct NVIDIA GPU; capability None when nvidia-smi gave none."""
+    smi_gpus = (facts.get("nvidia") or {}).get("gpus") or []
+    gpus = [(g.get("name") or "NVIDIA GPU", g.get("compute_cap")) for g in smi_gpus]
+    if not gpus:
+        gpus = [(g.get("model") or f"NVIDIA GPU {g.get('device_id')}", None)
+                for g in facts.get("gpus") or [] if g.get("vendor") == "nvidia"]
+    return list(dict.fromkeys(gpus))
+
+
+def _amd_gpus(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    return [g for g in facts.get("gpus") or [] if g.get("vendor") == "amd"]
+
+
+def _installed_cuda(facts: dict[str, Any]) -> str | None:
+    """The CUDA a host already has: nvcc on PATH first, else the first toolkit found."""
+    cuda = facts.get("cuda") or {}
+    versions = [tk.get("version") for tk in cuda.get("toolkits") or [] if tk.get("version")]
+    return cuda.get("nvcc_version") or (versions[0] if versions else None)
+
+
+def _needs(floor: str, cv: CudaVersion) -> str:
+    """What a CUDA version asks of the driver, for refusal messages."""
+    if floor == cv.min_driver:
+        return f"it needs >= {floor}"
+    return f"it needs >= {floor} (minor-version compatibility), {cv.min_driver} for every feature"
+
+
+def _unknown(what: str, version: str, known: Any) -> str:
+    return f"{what} {version} is not in the version matrix (known: {', '.join(known)})"
+
+
+class _Planner:
+    """One host's planning state: fills the plan fields, collects refusals and notes."""
+
+    def __init__(self, facts: dict[str, Any], req: GpuRequest, matrix: Matrix) -> None:
+        self.facts, self.req, self.m = facts, req, matrix
+        self.os_key = os_key(facts)
+        self.fields: dict[str, Any] = {"os_key": self.os_key}
+        self.refusals: list[Refusal] = []
+        self.notes: list[str] = []
+        self.gpus = _nvidia_gpus(facts)
+        self.driver = (facts.get("nvidia") or {}).get("driver_version")
+        name = facts.get("distribution") or facts.get("os_id")
+        self.os_name = f"{name} {facts.get('distribution_version') or ''}".strip()
+
+    def refuse(self, component: str, reason: str) -> None:
+        self.refusals.append(Refusal(component, reason))
+
+    def suggest_branch(self, cuda: str) -> str | None:
+        """The oldest branch that runs `cuda` at full features and drives every GPU of the host."""
+        for branch, info in sorted(self.m.driver_branches.branches.items(), key=lambda kv: int(kv[0])):
+            drives_all = all(cc is None or info.compute_capability.contains(cc) for _, cc in self.gpus)
+            if version_tuple(info.max_cuda) >= version_tuple(cuda) and drives_all:
+                return branch
+        return None
+
+    # -- CUDA toolkit ----------------------------------------------------------------------
+    def cuda(self) -> CudaVersion | None:
+        version = self.req.cuda_version
+        if not version:
+            return None
+        cv = self.m.cuda.versions.get(version)
+        if cv is None:
+            self.refuse("cuda", _unknown("CUDA", version, self.m.cuda.versions))
+            return None
+        self.fields.update(cuda_version=version, cuda_method=self.req.cuda_method)
+        for name, cc in self.gpus:
+            if cc is not None and not cv.compute_capability.contains(cc):
+                self.refuse("cuda", f"CUDA {version} does not support compute capability {cc} ({name}); "
+                                    f"it needs {cv.compute_capability}")
+        if any(cc is None for _, cc in self.gpus):
+            self.notes.append("compute capability unknown (nvidia-smi gave none): not checked against CUDA")
+        if self.req.cuda_method == "nvidia_repo":
+            self.cuda_from_repo(version, cv)
+        else:
+            self.cuda_from_distro(version)
+        for tk in (self.facts.get("cuda") or {}).get("toolkits") or []:
+            if tk.get("version") == version:
+                self.notes.append(f"CUDA {version} is already installed at {tk.get('path')}")
+        return cv
+
+    def cuda_from_repo(self, version: str, cv: CudaVersion) -> None:
+        if self.os_key is None or self.os_key not in cv.nvidia_repo_os:
+            where = self.os_key or self.facts.get("os_id")
+            self.refuse("cuda", f"NVIDIA's CUDA repository does not serve CUDA {version} for {where} "
+                                f"({self.os_name}); it serves {', '.join(cv.nvidia_repo_os)}")
+        elif self.repo():
+            major, minor = version.split(".")[:2]
+            package = self.m.nvidia_repo.toolkit_package.format(major=major, minor=minor)
+            self.fields["cuda_packages"] = [package]
+
+    def cuda_from_distro(self, version: str) -> None:
+        distro = self.m.distro_cuda.packages.get(distro_key(self.facts) or "")
+        if distro is None:
+            self.refuse("cuda", f"cuda_method distro: {self.os_name} packages no CUDA toolkit; "
+                                "use cuda_method: nvidia_repo")
+        elif distro.version != version:
+            self.refuse("cuda", f"cuda_method distro: {self.os_name} ships CUDA {distro.version} "
+                                f"({distro.package}), not the requested {version}")
+        else:
+            self.fields["cuda_packages"] = [distro.package]
+            self.notes.append(f"{distro.package} comes from the '{distro.component}' component, "
+                              "which must be enabled in the apt sources")
+
+    def repo(self) -> bool:
+        """Fill the NVIDIA repository URLs for this host; False (with a refusal) on an unserved CPU."""
+        machine = self.facts.get("architecture") or ""
+        arch = self.m.nvidia_repo.arch.get(machine)
+        if arch is None:
+            self.refuse("cuda", f"NVIDIA's CUDA repository has no packages for {machine}")
+            return False
+        url = self.m.nvidia_repo.url.format(os_key=self.os_key, arch=arch)
+        setup = (self.m.nvidia_repo.dnf_repo_file.format(os_key=self.os_key)
+                 if self.facts.get("pkg_mgr") in ("dnf", "yum") else self.m.nvidia_repo.keyring_deb)
+        self.fields.update(cuda_repo_url=url, cuda_repo_setup_url=url + setup)
+        return True
+
+    # -- driver ------------------------------------------------------------------------------
+    def nvidia_driver(self, cv: CudaVersion | None) -> None:
+        branch, version = self.req.nvidia_driver_branch, self.req.cuda_version
+        if self.facts.get("is_wsl"):
+            if branch:
+                seen = self.driver or "not visible"
+                self.refuse("driver", f"WSL2 uses the Windows host's NVIDIA driver ({seen}); "
+                                      f"nvidia_driver_branch {branch} cannot be installed inside WSL: "
+                                      "update the driver on Windows and leave it unset")
+            branch = None
+        if branch:
+            self.requested_driver(branch, cv)
+        elif cv is not None and version is not None:
+            self.installed_driver(version, cv)
+
+    def installed_driver(self, version: str, cv: CudaVersion) -> None:
+        floor = self.m.minor_version_compat.min_driver[version.split(".")[0]]
+        suggestion = self.suggest_branch(version)
+        if self.facts.get("is_wsl"):
+            fix = "update the driver on Windows"
+        elif suggestion:
+            fix = f"set nvidia_driver_branch (e.g. \"{suggestion}\")"
+        else:
+            fix = "no driver branch in the matrix runs it on this GPU"
+        if not self.driver:
+            if self.gpus:
+                self.refuse("driver", "no NVIDIA driver found on this host and nvidia_driver_branch is "
+                                      f"unset; CUDA {version} needs >= {cv.min_driver}: {fix}")
+            else:
+                self.notes.append(f"no NVIDIA driver: CUDA {version} can compile here but not run")
+        elif version_tuple(self.driver) < version_tuple(floor):
+            self.refuse("driver", f"installed NVIDIA driver {self.driver} is too old for CUDA {version}: "
+                                  f"{_needs(floor, cv)}; {fix}")
+        elif version_tuple(self.driver) < version_tuple(cv.min_driver):
+            self.notes.append(f"installed driver {self.driver} runs CUDA {version} under minor-version "
+                              f"compatibility (full features need >= {cv.min_driver})")
+        else:
+            self.notes.append(f"keeping the installed NVIDIA driver {self.driver}")
+
+    def requested_driver(self, branch: str, cv: CudaVersion | None) -> None:
+        branches = self.m.driver_branches.branches
+        info = branches.get(branch)
+        if info is None:
+            self.refuse("driver", _unknown("NVIDIA driver branch", branch, branches))
+            return
+        for name, cc in self.gpus:
+            if cc is not None and not info.compute_capability.contains(cc):
+                able = [b for b, i in branches.items() if i.compute_capability.contains(cc)]
+                self.refuse("driver", f"NVIDIA driver branch {branch} does not drive compute capability {cc} "
+                                      f"({name}); it supports {info.compute_capability}"
+                                      + (f"; branches that do: {', '.join(able)}" if able else ""))
+        version = self.req.cuda_version
+        if cv is not None and version is not None:
+            floor = self.m.minor_version_compat.min_driver[version.split(".")[0]]
+            if int(branch) < version_tuple(floor)[0]:
+                self.refuse("driver", f"NVIDIA driver branch {branch} is too old for CUDA {version}: "
+                                      f"{_needs(floor, cv)}")
+            elif version_tuple(info.max_cuda) < version_tuple(version):
+                self.notes.append(f"driver branch {branch} supports CUDA up to {info.max_cuda}; "
+                                  f"CUDA {version} runs under minor-version compatibility "
+                                  f"(full features need >= {cv.min_driver})")
+        if self.os_key not in self.m.repo_os_keys():
+            where = self.os_key or self.os_name
+            self.refuse("driver", f"NVIDIA's repository has no driver packages for {where}")
+            return
+        if "cuda_repo_url" not in self.fields and not self.repo():
+            return
+        self.fields.update(driver_branch=branch,
+                           driver_packages=[self.m.nvidia_repo.driver_package.format(branch=branch)])
+
+    # -- cuDNN -------------------------------------------------------------------------------
+    def cudnn(self) -> None:
+        wanted = self.req.cudnn_version
+        if not wanted:
+            return
+        key = wanted if wanted in self.m.cudnn.versions else wanted.split(".")[0]
+        entry = self.m.cudnn.versions.get(key)
+        if entry is None:
+            self.refuse("cudnn", _unknown("cuDNN", wanted, self.m.cudnn.versions))
+            return
+        cuda = self.req.cuda_version or _installed_cuda(self.facts)
+        if not cuda:
+            self.refuse("cudnn", f"cuDNN {wanted} needs a CUDA toolkit: set cuda_version (none is installed)")
+            return
+        major = int(cuda.split(".")[0])
+        if major not in entry.cuda_majors:
+            others = [v for v, e in self.m.cudnn.versions.items() if major in e.cuda_majors]
+            built_for = ", ".join(f"{m}.x" for m in entry.cuda_majors)
+            hint = f"; for CUDA {major}.x use cuDNN {' or '.join(others)}" if others else ""
+            self.refuse("cudnn", f"cuDNN {wanted} is not built for CUDA {major}.x (CUDA {cuda}); "
+                                 f"it is built for CUDA {built_for}{hint}")
+            return
+        method = self.req.cudnn_method
+        self.fields.update(cudnn_version=entry.full, cudnn_method=method)
+        if method == "archive":
+            arch = self.m.cudnn.arch.get(self.facts.get("architecture") or "")
+            if arch is None:
+                self.refuse("cudnn", f"no cuDNN archive for {self.facts.get('architecture')}")
+                return
+            self.fields["cudnn_archive_url"] = self.m.cudnn.archive_url.format(
+                arch=arch, full=entry.full, cuda_major=major)
+        elif method == "nvidia_repo":
+            if self.os_key in entry.repo_missing_os or self.os_key not in self.m.repo_os_keys():
+                self.refuse("cudnn", f"NVIDIA's repository for {self.os_key or self.os_name} has no cuDNN "
+                                     f"{wanted} packages; use cudnn_method: archive or pip")
+                return
+            by_manager = entry.dnf if self.facts.get("pkg_mgr") in ("dnf", "yum") else entry.apt
+            self.fields["cudnn_packages"] = list(by_manager[str(major)])
+        else:
+            wheel = entry.pip.get(str(major))
+            if wheel is None:
+                self.refuse("cudnn", f"no pip wheel of cuDNN {wanted} for CUDA {major}.x "
+                                     "in the version matrix")
+                return
+            self.fields["cudnn_packages"] = [wheel]
+
+    # -- ROCm --------------------------------------------------------------------------------
+    def rocm(self) -> None:
+        version = self.req.rocm_version
+        if not version:
+            self.notes.append("AMD GPU present but no rocm_version requested: ROCm not planned")
+            return
+        rv = self.m.rocm.versions.get(version)
+        if rv is None:
+            self.refuse("rocm", _unknown("ROCm", version, self.m.rocm.versions))
+            return
+        f = self.facts
+        if f.get("is_wsl"):
+            self.refuse("rocm", f"ROCm {version} on WSL2 is not supported by this version matrix")
+            return
+        if f.get("architecture") != "x86_64":
+            self.refuse("rocm", f"ROCm {version} is published for x86_64 only, not {f.get('architecture')}")
+            return
+        url = self.rocm_installer(version, rv)
+        for gpu in _amd_gpus(f):
+            known = self.m.amd_gpus.devices.get(gpu.get("device_id") or "")
+            if known is None:
+                self.notes.append(f"AMD GPU {gpu.get('device_id')} at {gpu.get('pci_slot')} is not in the "
+                                  "matrix: its LLVM target was not checked")
+            elif known.gfx not in rv.gfx:
+                self.refuse("rocm", f"ROCm {version} does not support {known.gfx} ({known.name}, PCI "
+                                    f"{gpu.get('device_id')}); it supports {', '.join(rv.gfx)}")
+        if url is not None:
+            self.fields.update(rocm_version=version, rocm_installer_url=url, rocm_packages=["amdgpu-install"])
+            self.notes.append(f"then: {self.m.rocm.install_command}")
+        rocm = f.get("rocm") or {}
+        installed = rocm.get("version") or ""
+        if installed == version or installed.startswith(version + "."):
+            self.notes.append(f"ROCm {installed} is already installed at {rocm.get('path')}")
+
+    def rocm_installer(self, version: str, rv: RocmVersion) -> str | None:
+        """amdgpu-install's URL for this OS release, or None (with a refusal) when ROCm does not list it."""
+        f, sec = self.facts, self.m.rocm
+        os_id, release = f.get("os_id"), f.get("distribution_version")
+        codename = f.get("distribution_release") or ""
+        if os_id == "ubuntu" and codename in rv.ubuntu:
+            return sec.deb_url.format(version=version, codename=codename, build=rv.build)
+        if os_id == "debian" and codename in rv.debian:
+            return sec.deb_url.format(version=version, codename=rv.debian[codename], build=rv.build)
+        if os_id in RHEL_LIKE and release in rv.rhel:
+            return sec.rpm_url.format(version=version, rhel_version=release, build=rv.build,
+                                      rhel_major=release.split(".")[0])
+        supported = [f"Ubuntu {', '.join(rv.ubuntu)}"]
+        if rv.debian:
+            supported.append(f"Debian {', '.join(rv.debian)}")
+        supported.append(f"RHEL {', '.join(rv.rhel)}")
+        shown = f"{self.os_name} ({codename})" if codename else self.os_name
+        self.refuse("rocm", f"ROCm {version} does not support {shown}; it supports {'; '.join(supported)}")
+        return None
+
+
+def plan_host(facts: dict[str, Any], request: dict[str, Any]) -> tuple[GpuPlan, list[Refusal]]:
+    """Decide the GPU stack for one host from its facts and the role's request, without touching it.
+
+    Raises RequestError for a malformed request; everything the host cannot take comes back as
+    Refusals (the plan still lists what could be decided, so check mode can show both).
+    """
+    try:
+        req = GpuRequest.model_validate(request)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}"
+                             for err in exc.errors())
+        raise RequestError(f"GPU role variables: {problems}") from None
+    planner = _Planner(facts, req, load_matrix())
+    has_nvidia, has_amd = bool(planner.gpus), bool(_amd_gpus(facts))
+    stack = req.gpu_stack
+    want_cuda = stack == "cuda" or (stack == "auto" and has_nvidia)
+    want_rocm = stack == "rocm" or (stack == "auto" and has_amd)
+    if stack == "cuda" and not has_nvidia and not req.force:
+        planner.refuse("cuda", "gpu_stack cuda, but this host has no NVIDIA GPU (no PCI vendor 0x10de, "
+                               "no driver); set force: true to install CUDA anyway")
+        want_cuda = False
+    if stack == "rocm" and not has_amd and not req.force:
+        planner.refuse("rocm", "gpu_stack rocm, but this host has no AMD GPU (no PCI vendor 0x1002); "
+                               "set force: true to install ROCm anyway")
+        want_rocm = False
+    if want_cuda:
+        planner.nvidia_driver(planner.cuda())
+        planner.cudnn()
+    if want_rocm:
+        planner.rocm()
+    if not want_cuda and not want_rocm and not planner.refusals:
+        planner.notes.append("gpu_stack none: nothing to install" if stack == "none"
+                             else "no NVIDIA or AMD GPU found (gpu_stack auto): nothing to install")
+    stacks = [name for name, on in (("cuda", want_cuda), ("rocm", want_rocm)) if on]
+    planner.fields["gpu_stack"] = "+".join(stacks) or "none"
+    return GpuPlan(notes=planner.notes, **planner.fields), planner.refusals
