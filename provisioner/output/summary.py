@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from rich.console import Console
 
 
+def gpu_results(results: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(host, the module's whole result) for each host's last gpu_verify run, in first-seen host order."""
+    last: dict[str, dict[str, Any]] = {}
+    for r in results:
+        if r.action.rsplit(".", 1)[-1] == "gpu_verify" and isinstance(r.data.get("gpu_verify"), dict) \
+                and not r.no_log:
+            last[r.host] = r.data
+    return list(last.items())
+
+
+def gpu_rows(results: list[Any]) -> list[Any]:
+    """Table rows; a host whose GPU checks passed reads 'ok' even when other checklist lines failed
+    (rustc missing...): those stay in its notes, as the module's verdict decides the status."""
+    from provisioner.output.gpu_table import gpu_rows_from_results
+
+    found = gpu_results(results)
+    rows = gpu_rows_from_results([(host, data["gpu_verify"]) for host, data in found])
+    return [dataclasses.replace(row, status="ok") if data.get("gpu_ok") and row.status == "failed" else row
+            for row, (_host, data) in zip(rows, found)]
+
+
 def print_summaries(results: list[Any], console: Console) -> None:
-    rows = [(r.host, r.data.get("gpu_verify")) for r in results
-            if r.action == "gpu_verify" and isinstance(r.data.get("gpu_verify"), dict) and not r.no_log]
+    rows = gpu_rows(results)
     if not rows:
         return
-    try:
-        from provisioner.output.gpu_table import render_gpu_table
-    except ImportError:
-        return
+    from provisioner.output.gpu_table import render_gpu_table, render_gpu_text
+
     console.print()
-    console.print(render_gpu_table(rows))
+    if console.is_terminal:
+        console.print(render_gpu_table(rows))
+    else:  # a log or a pipe: fixed-width text that survives copying into an issue
+        console.print("GPU verification", markup=False, highlight=False)
+        console.print(render_gpu_text(rows), markup=False, highlight=False, soft_wrap=True)
