@@ -319,7 +319,13 @@ class Runner:
         ok = True
         for section in (play.pre_tasks, play.tasks, play.post_tasks):
             ok = yield from self._nodes(hr, section, play)
-            flushed = yield from self._flush_handlers(hr, play, force=not ok and play.force_handlers)
+            if not ok:
+                # failed from this step on (max_fail_percentage counts it now); handlers it notified
+                # run only under force_handlers, as in Ansible
+                hr.failed = True
+                if not play.force_handlers or hr.unreachable:
+                    return False
+            flushed = yield from self._flush_handlers(hr, play, force=not ok)
             if not ok or not flushed:
                 return False
         return ok
