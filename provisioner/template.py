@@ -378,7 +378,10 @@ class Templar:
         m = _SINGLE_EXPR.match(source)
         try:
             if m:
-                return self._native(self.evaluate(m.group("expr"), variables))
+                value = self._native(self.evaluate(m.group("expr"), variables))
+                if isinstance(value, str):  # "{{ name }}\n" keeps its newline, as Jinja's text does
+                    value = value.__class__(source[:m.start("expr") - 2] + value + source[m.end("expr") + 2:])
+                return value
             tmpl = _compiled_template(source)
             ctx = tmpl.new_context(_Context(variables), shared=True)  # type: ignore[arg-type]
             return tmpl.environment.concat(tmpl.root_render_func(ctx))  # type: ignore[attr-defined]
