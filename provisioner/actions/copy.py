@@ -15,7 +15,7 @@ ARGS = None
 def run(args: dict[str, Any], ctx: Any) -> dict[str, Any]:
     args = dict(args)
     if args.get("src") and not args.get("remote_src"):
-        path = ctx.find_file("files", str(args.pop("src")))
+        path = ctx.find_file("files", str(args["src"]))
         if path.is_dir():
             raise TemplateError(f"copy: {path} is a directory; copying directories is not supported, "
                                 "use unarchive or a loop over files")
@@ -23,6 +23,7 @@ def run(args: dict[str, Any], ctx: Any) -> dict[str, Any]:
         if dest.endswith("/"):
             args["dest"] = dest + os.path.basename(str(path))
         args["content_b64"] = base64.b64encode(path.read_bytes()).decode()
+        args["src"] = str(path)  # with content_b64 the module only takes the file name from it
     elif "content" in args and not isinstance(args["content"], str):
         import json
         args["content"] = json.dumps(args["content"], indent=2)
