@@ -266,13 +266,17 @@ def _lookup(name: str, *terms: Any, **kw: Any) -> Any:
     return vals[0] if len(vals) == 1 else ",".join(str(v) for v in vals)
 
 
+class _Undefined(jinja2.ChainableUndefined, jinja2.StrictUndefined):
+    """Strict when used, but `a.b.c | default(x)` and `a.b is defined` work when `a` is missing, as in Ansible."""
+
+
 class _Env(ImmutableSandboxedEnvironment):
     """Sandboxed: templates may read variables and call filters, not reach into Python internals."""
 
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    env = _Env(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+    env = _Env(undefined=_Undefined, keep_trailing_newline=True,
                extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
     env.filters.update(FILTERS)
     env.tests.update(TESTS)
