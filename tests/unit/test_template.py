@@ -102,6 +102,17 @@ def test_strict_undefined_names_the_variable(source: str, name: str) -> None:
         render(source, gpu={"model": "H100"})
 
 
+@pytest.mark.parametrize(("source", "expected"), [
+    ("{{ facts.nvidia.driver | default('none') }}", "none"),
+    ("{{ missing.deeper['key'] | default('none') }}", "none"),
+    ("{{ facts.nvidia.driver is defined }}", False),
+    ("{{ missing.deeper is not defined }}", True),
+])
+def test_default_and_defined_guard_a_whole_chain_of_lookups(source: str, expected: Any) -> None:
+    """Ansible's idiom: `a.b.c | default(x)` works when `a` or `a.b` is missing."""
+    assert render(source, facts={"os_family": "Debian"}) == expected
+
+
 def test_undefined_in_a_condition_names_the_variable() -> None:
     with pytest.raises(TemplateError, match="'install_cuda'"):
         T.condition("install_cuda | bool", LazyVars([{}], T))
