@@ -26,9 +26,10 @@ _SINGLE = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$")
 def check_playbook(playbook: Playbook, inventory: Inventory, options: RunOptions) -> None:
     if options.limit:
         inventory.select(options.limit, Position("--limit"))
+    carried: set[str] = set()  # register/set_fact/include_vars live on into later plays
     for play in playbook.plays:
         inventory.select(play.hosts, play.pos)
-        _check_play(play, inventory, options)
+        carried |= _check_play(play, inventory, options, carried)
 
 
 def _static_names(play: Play, inventory: Inventory, options: RunOptions) -> tuple[set[str], dict[str, Any]]:
@@ -69,18 +70,20 @@ def _static_names(play: Play, inventory: Inventory, options: RunOptions) -> tupl
     return names, values
 
 
-def _check_play(play: Play, inventory: Inventory, options: RunOptions) -> None:
+def _check_play(play: Play, inventory: Inventory, options: RunOptions, carried: set[str]) -> set[str]:
     names, values = _static_names(play, inventory, options)
+    names |= carried
     tasks = iter_tasks(play.pre_tasks + play.tasks + play.post_tasks) + list(play.handlers)
+    persistent: set[str] = set()
     for task in tasks:
         if task.register:
-            names.add(task.register)
+            persistent.add(task.register)
         if task.action == "set_fact":
-            names |= {str(k) for k in task.args if k != "cacheable"}
+            persistent |= {str(k) for k in task.args if k != "cacheable"}
         if task.action == "include_vars":
-            names |= _include_vars_names(task)
+            persistent |= _include_vars_names(task)
             if task.args.get("name"):
-                names.add(str(task.args["name"]))
+                persistent.add(str(task.args["name"]))
         if task.action in ("include_tasks", "include_role", "import_tasks", "import_role"):
             names |= {str(k) for k in task.args}
         for layer in task.vars:
@@ -91,8 +94,10 @@ def _check_play(play: Play, inventory: Inventory, options: RunOptions) -> None:
             names.add(str(task.loop_control["index_var"]))
         if task.role is not None:
             names |= set(task.role.params)
+    names |= persistent
     for task in tasks:
         _check_task(task, names, values)
+    return persistent
 
 
 def _include_vars_names(task: Task) -> set[str]:
