@@ -112,6 +112,8 @@ class Runner:
                 path = play.base_dir / str(name)
                 if path.exists():
                     data = load_yaml_file(path) or {}
+                    if not isinstance(data, dict):
+                        raise TemplateError(f"vars file {path} must be a mapping of variables")
                     merged.update(data)
                     break
             else:
@@ -122,8 +124,8 @@ class Runner:
     def connect(self, hr: HostRun) -> TaskResult:
         """Connect, start the agent and gather facts: one round trip."""
         t0 = time.monotonic()
-        hvars = self.variables_for(hr.name)
         try:
+            hvars = self.variables_for(hr.name)
             conn_type = str(hvars.get("ansible_connection", hr.host.connection))
             if conn_type == "local":
                 conn: Any = LocalConnection(hr.name)
