@@ -32,7 +32,7 @@ SUMMARY = re.compile(r"^.+: \d+/\d+ checks, naive [\d.]+ / tiled [\d.]+ / cuBLAS
 
 
 def apply(program_dir: Path, report: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run(
         [sys.executable, "-m", "provisioner.cli", "apply", str(PLAYBOOK), "--tags", "verify",
          "--report", str(report), "-e", f"gpu_verify_program_dir={program_dir}", *extra],
