@@ -372,6 +372,8 @@ class Templar:
                 return value
             return self.render_string(value, variables)
         if isinstance(value, Mapping):
+            if not isinstance(value, dict):  # a lazy view (hostvars, a host's variables): renders what is read
+                return value
             out = {self.render(k, variables): self.render(v, variables) for k, v in value.items()}
             return {k: v for k, v in out.items() if v is not OMIT}
         if isinstance(value, (list, tuple)):
