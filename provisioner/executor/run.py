@@ -357,6 +357,9 @@ class Runner:
             if result.status == UNREACHABLE and not node.ignore_unreachable:
                 return False
             if result.status == FAILED and not result.ignored:
+                # what a rescue section reads, as in Ansible
+                hr.host_facts["ansible_failed_task"] = {"name": node.name or node.action, "action": node.action}
+                hr.host_facts["ansible_failed_result"] = result.public_data()
                 return False
             included = result.data.get("_include")
             if included is not None:
