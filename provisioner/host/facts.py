@@ -13,7 +13,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import platform
 import pwd
 import re
 import socket
@@ -623,7 +622,7 @@ def gather(host: Host) -> dict[str, Any]:
         "memtotal_mb": parse_meminfo_mb(_read(host, "/proc/meminfo") or ""),
         "pkg_mgr": _pkg_mgr(host, dist["os_family"]),
         "service_mgr": _service_mgr(host),
-        "python": {"version": platform.python_version(), "executable": sys.executable},
+        "python": {"version": sys.version.split()[0], "executable": sys.executable},
         "user_id": passwd.pw_name,
         "user_uid": passwd.pw_uid,
         "env_path": env.get("PATH", ""),
