@@ -32,6 +32,30 @@ def known_hosts_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
+_PARSED: dict[tuple[str, int, int], list[tuple[str, paramiko.PKey]]] = {}
+
+
+def _known_host_entries(path: Path) -> list[tuple[str, paramiko.PKey]]:
+    """The parsed lines of a known_hosts file, parsed once per run (not once per host: with N
+    hosts in the file that was N*N key parses) and again only when the file changes."""
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    with _KNOWN_HOSTS_LOCK:
+        entries = _PARSED.get(key)
+        if entries is None:
+            keys = paramiko.HostKeys()
+            try:
+                keys.load(str(path))
+            except Exception as exc:  # paramiko raises anything on a garbled line
+                raise Unreachable(f"cannot read known_hosts {path}: {type(exc).__name__}: {exc}") from None
+            entries = _PARSED[key] = [(name, keys[name][ktype]) for name in keys.keys()
+                                      for ktype in keys[name].keys()]
+    return entries
+
+
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
     """Record an unknown host's key in the known_hosts file (never replaces a known one)."""
 
@@ -113,11 +137,9 @@ class SSHConnection:
     def open(self) -> None:
         client = paramiko.SSHClient()
         for f in self.known_hosts:
-            if f.exists():
-                try:
-                    client.get_host_keys().load(str(f))
-                except Exception as exc:  # paramiko raises anything on a garbled line
-                    raise Unreachable(f"cannot read known_hosts {f}: {type(exc).__name__}: {exc}") from None
+            keys = client.get_host_keys()
+            for hostname, key in _known_host_entries(f):
+                keys.add(hostname, key.get_name(), key)
         client.set_missing_host_key_policy(_AcceptNewPolicy(self.known_hosts[0]) if self.accept_new
                                            else _RejectPolicy(self.known_hosts))
         kwargs: dict[str, Any] = dict(hostname=self.address, port=self.port, username=self.user,
