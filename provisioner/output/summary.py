@@ -21,9 +21,11 @@ def gpu_results(results: list[Any]) -> list[tuple[str, dict[str, Any]]]:
 def gpu_rows(results: list[Any]) -> list[Any]:
     """Table rows; a host whose GPU checks passed reads 'ok' even when other checklist lines failed
     (rustc missing...): those stay in its notes, as the module's verdict decides the status."""
+    found = gpu_results(results)
+    if not found:  # most runs: no need to import the table code (rich.table) at all
+        return []
     from provisioner.output.gpu_table import gpu_rows_from_results
 
-    found = gpu_results(results)
     rows = gpu_rows_from_results([(host, data["gpu_verify"]) for host, data in found])
     return [dataclasses.replace(row, status="ok") if data.get("gpu_ok") and row.status == "failed" else row
             for row, (_host, data) in zip(rows, found)]
