@@ -1,0 +1,460 @@
+"""Benchmark: the same 10-task GPU baseline with provision, ansible-playbook and pyinfra.
+
+For each tool and host count N it starts N fresh test hosts (tests/fleet: real sshd on
+127.0.0.1, one Debian 13 overlay root each), runs the playbook once (first run), then twice
+more (no-op runs), and prints one table: wall time, the no-op time against provision's,
+the SSH exec sessions per host during the no-op runs (from the hosts' sshd logs) and the
+peak memory of the tool's whole process tree on the controller.
+
+    python bench/run.py --hosts 1,5,20,50 --tools provision,ansible,pyinfra
+    python bench/run.py --quick                # 1 and 5 hosts, provision only
+
+ansible-core and pyinfra are installed by this program into a throwaway venv under
+/var/tmp/provision-bench/venv. See bench/README.md for what is measured and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+sys.path.insert(0, str(REPO))
+
+from tests.fleet import fleet as fleetmod  # noqa: E402
+
+WORK = Path(os.environ.get("PROVISION_BENCH_DIR", "/var/tmp/provision-bench"))
+VENV = WORK / "venv"
+PLAYBOOK = BENCH_DIR / "baseline.yml"
+PYINFRA_DEPLOY = BENCH_DIR / "baseline_pyinfra.py"
+PACKAGES = ["tree", "jq", "pkg-config"]        # the playbook's apt task
+WANTED = ["ansible-core==2.19.*", "pyinfra==3.*"]
+TOOLS = ("provision", "ansible", "ansible-pipelining", "pyinfra")
+LABELS = {
+    "provision": "provision",
+    "ansible": "ansible-core (defaults, ControlPersist)",
+    "ansible-pipelining": "ansible-core, pipelining on",
+    "pyinfra": "pyinfra",
+}
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class RunFigures:
+    """One invocation of a tool: wall seconds, rc, peak RSS of its process tree, sessions."""
+
+    seconds: float
+    rc: int
+    peak_rss: int
+    cpu_s: float
+    processes: int
+    exec_sessions: list[int] = field(default_factory=list)   # per host, this run only
+    changed: int | None = None                                # from the recap, when readable
+    log: str = ""
+
+
+@dataclass
+class Row:
+    tool: str
+    hosts: int
+    version: str
+    first: RunFigures | None = None
+    noop: list[RunFigures] = field(default_factory=list)
+    error: str = ""
+
+    def noop_best(self) -> float | None:
+        ok = [r.seconds for r in self.noop if r.rc == 0]
+        return min(ok) if ok else None
+
+    def noop_mean(self) -> float | None:
+        ok = [r.seconds for r in self.noop if r.rc == 0]
+        return statistics.mean(ok) if ok else None
+
+    def peak_mb(self) -> float:
+        runs = ([self.first] if self.first else []) + self.noop
+        return max((r.peak_rss for r in runs), default=0) / 2**20
+
+
+# --------------------------------------------------------------------------- the process tree's memory
+
+class TreeMemory(threading.Thread):
+    """Polls /proc every `interval` s and keeps the peak of the summed RSS of every process
+    that carries this run's tag in its environment (the tool and all its descendants, also
+    ones that detach, such as ssh's ControlPersist masters)."""
+
+    def __init__(self, tag: str, root_pid: int, interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.needle = ("PROVISION_BENCH_TAG=" + tag).encode()
+        self.root_pid = root_pid
+        self.interval = interval
+        self.peak = 0
+        self.seen: set[int] = set()
+        self._tagged: dict[int, bool] = {}
+        self._halt = threading.Event()
+
+    def _is_tagged(self, pid: int) -> bool:
+        known = self._tagged.get(pid)
+        if known is None:
+            try:
+                with open("/proc/%d/environ" % pid, "rb") as f:
+                    known = self.needle in f.read().split(b"\0")
+            except OSError:
+                known = False
+            known = known or pid == self.root_pid
+            self._tagged[pid] = known
+        return known
+
+    def sample(self) -> None:
+        total = 0
+        alive = set()
+        for ent in os.listdir("/proc"):
+            if not ent.isdigit():
+                continue
+            pid = int(ent)
+            alive.add(pid)
+            if not self._is_tagged(pid):
+                continue
+            try:
+                with open("/proc/%d/statm" % pid) as f:
+                    total += int(f.read().split()[1]) * PAGE
+            except (OSError, IndexError, ValueError):
+                continue
+            self.seen.add(pid)
+        for pid in [p for p in self._tagged if p not in alive]:
+            del self._tagged[pid]
+        self.peak = max(self.peak, total)
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def run_measured(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path,
+                 timeout: float) -> RunFigures:
+    """Run a tool once; wall time from spawn to exit, peak RSS of its tree, CPU of what it reaped.
+    env carries PROVISION_BENCH_TAG, the same for all runs of one tool on one fleet: processes
+    an earlier run left behind (ControlPersist masters) count while they live."""
+    tag = env["PROVISION_BENCH_TAG"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as logf:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=subprocess.STDOUT)
+        mem = TreeMemory(tag, proc.pid)
+        mem.start()
+        deadline = t0 + timeout
+        status, usage = 0, None
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.005)
+        seconds = time.monotonic() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        mem.sample()
+        mem.stop()
+    # ControlPersist masters outlive the tool; nothing is killed here (they end with the fleet).
+    return RunFigures(seconds=seconds, rc=proc.returncode, peak_rss=mem.peak,
+                      cpu_s=(usage.ru_utime + usage.ru_stime) if usage else 0.0,
+                      processes=len(mem.seen), log=str(log_path))
+
+
+_CHANGED = re.compile(r"\bchanged[=:]\s*(\d+)", re.I)
+
+
+def changed_count(log_path: str, tool: str) -> int | None:
+    """Sum of 'changed=N' over the recap lines (provision and ansible print the same recap)."""
+    if tool == "pyinfra":
+        return None
+    text = Path(log_path).read_text(errors="replace")
+    recap = text[text.rfind("RECAP"):] if "RECAP" in text else text
+    found = [int(m.group(1)) for m in _CHANGED.finditer(recap)]
+    return sum(found) if found else None
+
+
+# --------------------------------------------------------------------------- the tools
+
+def ensure_venv(log: Any) -> dict[str, str]:
+    """ansible-core and pyinfra in a venv of their own; returns {tool: version}."""
+    py = VENV / "bin" / "python"
+    if not ((VENV / "bin" / "ansible-playbook").exists() and (VENV / "bin" / "pyinfra").exists()):
+        log("installing %s into %s" % (" ".join(WANTED), VENV))
+        shutil.rmtree(VENV, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        if subprocess.run(pip + WANTED).returncode != 0:
+            log("%s not available: taking the latest ansible-core and pyinfra" % " ".join(WANTED))
+            subprocess.run(pip + ["ansible-core", "pyinfra"], check=True)
+    out = subprocess.run([str(py), "-c", "import importlib.metadata as m; print(m.version('ansible-core'), "
+                          "m.version('pyinfra'))"], capture_output=True, text=True, check=True)
+    ansible_v, pyinfra_v = out.stdout.split()
+    return {"ansible": "ansible-core " + ansible_v, "ansible-pipelining": "ansible-core " + ansible_v,
+            "pyinfra": "pyinfra " + pyinfra_v}
+
+
+def precompile() -> None:
+    """Byte-compile provision's sources, as `pip install` does for a regular (non-editable) install."""
+    import compileall
+    compileall.compile_dir(str(REPO / "provisioner"), quiet=1)
+
+
+def provision_version() -> str:
+    from provisioner import __version__
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    return "provision %s (%s)" % (__version__, commit or "?")
+
+
+def ansible_cfg(path: Path, n: int, pipelining: bool, cp_dir: Path) -> Path:
+    # host_key_checking stays on: the inventory's ansible_ssh_common_args point ssh at the
+    # fleet's known_hosts with StrictHostKeyChecking=yes. ssh_args are Ansible's defaults
+    # (ControlMaster=auto, ControlPersist=60s) in both variants.
+    path.write_text(
+        "[defaults]\n"
+        "host_key_checking = True\n"
+        "forks = %d\n"
+        "interpreter_python = /usr/bin/python3\n"
+        "retry_files_enabled = False\n"
+        "[ssh_connection]\n"
+        "pipelining = %s\n"
+        "control_path_dir = %s\n" % (min(max(n, 1), 50), pipelining, cp_dir))
+    return path
+
+
+def pyinfra_inventory(path: Path, fleet: fleetmod.Fleet) -> Path:
+    hosts = [(h.name, {"ssh_hostname": h.address, "ssh_port": h.port, "ssh_user": "root",
+                       "ssh_key": str(fleet.key_path), "ssh_known_hosts_file": str(fleet.known_hosts_path),
+                       "ssh_strict_host_key_checking": "yes"}) for h in fleet.hosts]
+    path.write_text("# written by bench/run.py\nhosts = %r\n" % (hosts,))
+    return path
+
+
+def command_for(tool: str, fleet: fleetmod.Fleet, n: int, rundir: Path) -> tuple[list[str], dict[str, str], Path]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    # As on a user's machine: bytecode is cached (pip compiled ansible's and pyinfra's at install;
+    # provision's is compiled by precompile()). A shell that exports PYTHONDONTWRITEBYTECODE would
+    # make provision, installed editable, compile all its sources on every run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if tool == "provision":
+        argv = [sys.executable, "-m", "provisioner.cli", "apply", str(PLAYBOOK), "-i", str(fleet.inventory_path),
+                "--known-hosts", str(fleet.known_hosts_path), "-f", str(max(n, 1)), "-q"]
+        env["PYTHONPATH"] = str(REPO)
+        return argv, env, REPO
+    if tool.startswith("ansible"):
+        cfg = ansible_cfg(rundir / ("%s.cfg" % tool), n, tool == "ansible-pipelining", rundir / "cp")
+        env.update({"ANSIBLE_CONFIG": str(cfg), "ANSIBLE_HOME": str(rundir / "ansible-home"),
+                    "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
+        return [str(VENV / "bin" / "ansible-playbook"), "-i", str(fleet.inventory_path), str(PLAYBOOK)], env, rundir
+    if tool == "pyinfra":
+        inv = pyinfra_inventory(rundir / "inventory.py", fleet)
+        return [str(VENV / "bin" / "pyinfra"), "-y", str(inv), str(PYINFRA_DEPLOY)], env, BENCH_DIR
+    raise ValueError(tool)
+
+
+# --------------------------------------------------------------------------- one tool at one size
+
+def warm_apt_cache(log: Any) -> None:
+    """Download the playbook's .debs into the fleet's shared archive once, so every tool's
+    first run installs from the same warm cache (none of them pays the download alone)."""
+    with fleetmod.Fleet(1, name="bench-warm", log=lambda m: None) as fl:
+        proc = fl.host_exec(fl.hosts[0], ["apt-get", "install", "-y", "-q", "--download-only",
+                                          "--no-install-recommends", *PACKAGES], timeout=600)
+        if proc.returncode != 0:
+            log("warming the .deb cache failed (the first runs will download): %s"
+                % proc.stderr.decode(errors="replace")[-300:])
+
+
+def bench_one(tool: str, n: int, version: str, noop_runs: int, timeout: float, log: Any) -> Row:
+    row = Row(tool, n, version)
+    rundir = WORK / "runs" / ("%s-%d-%s" % (tool, n, time.strftime("%H%M%S")))
+    rundir.mkdir(parents=True, exist_ok=True)
+    fleet = fleetmod.Fleet(n, name="bench-%s-%d" % (tool, n), log=lambda m: None)
+    try:
+        fleet.up()
+        argv, env, cwd = command_for(tool, fleet, n, rundir)
+        env["PROVISION_BENCH_TAG"] = uuid.uuid4().hex
+        fleet.reset_log()
+        first = run_measured(argv, env, cwd, rundir / "first.log", timeout)
+        first.exec_sessions = [fleet.count_exec_sessions(h) for h in fleet.hosts]
+        first.changed = changed_count(first.log, tool)
+        row.first = first
+        log("  %-20s N=%-3d first run %7.2f s rc=%d  peak %.0f MB" % (tool, n, first.seconds, first.rc,
+                                                                      first.peak_rss / 2**20))
+        if first.rc != 0:
+            row.error = "first run failed (rc %d): see %s" % (first.rc, first.log)
+            return row
+        for i in range(noop_runs):
+            fleet.reset_log()
+            r = run_measured(argv, env, cwd, rundir / ("noop%d.log" % (i + 1)), timeout)
+            r.exec_sessions = [fleet.count_exec_sessions(h) for h in fleet.hosts]
+            r.changed = changed_count(r.log, tool)
+            row.noop.append(r)
+            log("  %-20s N=%-3d no-op run %7.2f s rc=%d  exec/host %s  peak %.0f MB%s" % (
+                tool, n, r.seconds, r.rc, _span(r.exec_sessions), r.peak_rss / 2**20,
+                "  (changed=%d!)" % r.changed if r.changed else ""))
+            if r.rc != 0:
+                row.error = "no-op run failed (rc %d): see %s" % (r.rc, r.log)
+            elif r.changed:
+                row.error = "no-op run changed %d things: see %s" % (r.changed, r.log)
+    except Exception as exc:  # one broken tool must not lose the others' figures
+        row.error = "%s: %s" % (type(exc).__name__, exc)
+        log("  %s N=%d: %s" % (tool, n, row.error))
+    finally:
+        fleet.close()
+    return row
+
+
+# --------------------------------------------------------------------------- the table
+
+def _span(values: list[int]) -> str:
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return str(lo) if lo == hi else "%d-%d" % (lo, hi)
+
+
+def table(rows: list[Row]) -> str:
+    base = {r.hosts: r.noop_best() for r in rows if r.tool == "provision"}
+    head = ("| tool | hosts | first run s | no-op s best / mean | no-op vs provision | "
+            "SSH exec sessions per host, no-op | controller peak memory (process tree) |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        best, mean = r.noop_best(), r.noop_mean()
+        ratio = "-"
+        if best is not None and base.get(r.hosts):
+            ratio = "1.0x" if r.tool == "provision" else "%.1fx" % (best / base[r.hosts])
+        sessions = _span([s for x in r.noop for s in x.exec_sessions])
+        first = "%.2f" % r.first.seconds if r.first and r.first.rc == 0 else (
+            "failed" if r.first else "-")
+        noop = "%.2f / %.2f" % (best, mean) if best is not None else "-"
+        note = " (%s)" % r.error if r.error else ""
+        lines.append("| %s | %d | %s | %s | %s | %s | %.0f MB |%s" % (
+            LABELS.get(r.tool, r.tool), r.hosts, first, noop, ratio, sessions, r.peak_mb(), note))
+    return "\n".join(lines)
+
+
+def load_rows(path: Path) -> tuple[str, list[Row]]:
+    data = json.loads(path.read_text())
+    rows = []
+    for d in data["rows"]:
+        first = RunFigures(**d["first"]) if d.get("first") else None
+        noop = [RunFigures(**x) for x in d.get("noop", [])]
+        rows.append(Row(d["tool"], d["hosts"], d["version"], first, noop, d.get("error", "")))
+    return data.get("header", ""), rows
+
+
+def table_from_json(paths: list[Path]) -> str:
+    merged: dict[tuple[str, int], Row] = {}
+    headers = []
+    for path in paths:
+        head, rows = load_rows(path)
+        headers.append(head)
+        for r in rows:
+            merged[(r.tool, r.hosts)] = r
+    order = {t: i for i, t in enumerate(TOOLS)}
+    rows = sorted(merged.values(), key=lambda r: (r.hosts, order.get(r.tool, 99)))
+    return "\n".join(dict.fromkeys(headers)) + "\n\n" + table(rows)
+
+
+def header(versions: dict[str, str]) -> str:
+    load = os.getloadavg()
+    return ("%s; %s; Python %s; %d CPUs; load average at start %.2f %.2f %.2f" % (
+        "; ".join(sorted(set(versions.values()))), platform.platform(terse=True), platform.python_version(),
+        os.cpu_count() or 0, *load))
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hosts", help="host counts, comma-separated (default 1,5,20,50; --quick: 1,5)")
+    ap.add_argument("--tools", help="comma-separated: provision, ansible (both variants), ansible-defaults, "
+                    "ansible-pipelining, pyinfra (default all; --quick: provision)")
+    ap.add_argument("--quick", action="store_true", help="1 and 5 hosts, provision only (a smoke test)")
+    ap.add_argument("--ansible-defaults-max-hosts", type=int, default=20,
+                    help="run the ControlPersist-defaults Ansible variant only up to this many hosts "
+                    "(it is the slowest; default 20)")
+    ap.add_argument("--noop-runs", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=1800.0, help="per tool invocation, seconds")
+    ap.add_argument("--json", help="also write the figures as JSON here (rewritten after every row)")
+    ap.add_argument("--no-warm-cache", action="store_true", help="do not pre-download the playbook's .debs")
+    ap.add_argument("--table", nargs="+", metavar="JSON",
+                    help="only print the table from figures saved with --json (a later file's rows "
+                         "replace an earlier one's for the same tool and host count)")
+    args = ap.parse_args(argv)
+    if args.table:
+        print(table_from_json([Path(p) for p in args.table]))
+        return 0
+
+    hosts = [int(x) for x in (args.hosts or ("1,5" if args.quick else "1,5,20,50")).split(",") if x.strip()]
+    wanted = [t.strip() for t in (args.tools or ("provision" if args.quick else "provision,ansible,pyinfra"))
+              .split(",") if t.strip()]
+    tools: list[str] = []
+    for t in wanted:
+        expanded = {"ansible": ["ansible", "ansible-pipelining"], "ansible-defaults": ["ansible"]}.get(t, [t])
+        for e in expanded:
+            if e not in TOOLS:
+                ap.error("unknown tool %r (choose from provision, ansible, ansible-defaults, "
+                         "ansible-pipelining, pyinfra)" % e)
+            if e not in tools:
+                tools.append(e)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    reason = fleetmod.check_requirements()
+    if reason:
+        log("cannot start test hosts: " + reason)
+        return 2
+    fleetmod.reap_stale(log=log)
+    fleetmod.ensure_image(log=log)
+    versions = {"provision": provision_version()}
+    precompile()
+    if any(t != "provision" for t in tools):
+        versions.update(ensure_venv(log))
+    log(header(versions))
+    if not args.no_warm_cache:
+        warm_apt_cache(log)
+
+    rows: list[Row] = []
+    for n in hosts:
+        for tool in tools:
+            if tool == "ansible" and n > args.ansible_defaults_max_hosts:
+                continue
+            rows.append(bench_one(tool, n, versions[tool], args.noop_runs, args.timeout, log))
+            if args.json:
+                Path(args.json).write_text(json.dumps(
+                    {"header": header(versions), "rows": [asdict(r) for r in rows]}, indent=1))
+    print()
+    print(header(versions))
+    print()
+    print(table(rows))
+    return 0 if not any(r.error for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

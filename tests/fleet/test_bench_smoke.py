@@ -1,0 +1,39 @@
+"""The benchmark program works end to end: bench/run.py --quick on one real SSH host.
+
+A functional check only (the table prints, the no-op run stays within 2 exec sessions per
+host); the benchmark's timings are figures to read, never assertions.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.fleet
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bench_quick_provision_one_host(fleet_image, tmp_path):
+    figures = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--hosts", "1", "--tools", "provision",
+         "--json", str(figures)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("| tool | hosts | first run s") for line in lines), proc.stdout
+    row = [line for line in lines if line.startswith("| provision | 1 |")]
+    assert len(row) == 1, proc.stdout
+
+    data = json.loads(figures.read_text())
+    (result,) = data["rows"]
+    assert result["first"]["rc"] == 0 and not result["error"], result
+    assert len(result["noop"]) == 2
+    for run in result["noop"]:
+        assert run["rc"] == 0 and run["changed"] == 0, run
+        assert run["exec_sessions"] and max(run["exec_sessions"]) <= 2, run
+        assert run["peak_rss"] > 0
