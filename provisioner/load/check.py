@@ -18,7 +18,7 @@ from provisioner.executor.context import RunOptions
 from provisioner.load.inventory import Inventory
 from provisioner.load.playbook import MAGIC_VARS, Play, Playbook, Task, iter_tasks
 from provisioner.load.yamlsrc import YList, YMap, load_yaml_file, type_name, where
-from provisioner.template import is_template, referenced_names
+from provisioner.template import LazyVars, Templar, is_template, referenced_names
 
 _SINGLE = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$")
 
@@ -28,8 +28,23 @@ def check_playbook(playbook: Playbook, inventory: Inventory, options: RunOptions
         inventory.select(options.limit, Position("--limit"))
     carried: set[str] = set()  # register/set_fact/include_vars live on into later plays
     for play in playbook.plays:
+        play.hosts = _render_hosts(play, options)
         inventory.select(play.hosts, play.pos)
         carried |= _check_play(play, inventory, options, carried)
+
+
+def _render_hosts(play: Play, options: RunOptions) -> Any:
+    """`hosts:` may be a template over play vars and -e (`hosts: "{{ target | default('all') }}"`).
+
+    Rendered once, here, before any host is contacted; the runner reads the result.
+    """
+    if not any(is_template(h) for h in (play.hosts if isinstance(play.hosts, list) else [play.hosts])):
+        return play.hosts
+    templar = Templar()
+    try:
+        return templar.render(play.hosts, LazyVars([play.vars, options.extra_vars], templar))
+    except TemplateError as exc:
+        raise UserError(f"in `hosts`: {exc}", play.pos) from None
 
 
 def _static_names(play: Play, inventory: Inventory, options: RunOptions) -> tuple[set[str], dict[str, Any]]:
