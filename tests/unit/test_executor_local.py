@@ -565,6 +565,12 @@ def test_limit(project: Project) -> None:
     assert [r["host"] for r in run.results("t")] == ["h1", "h3"]
 
 
+def test_a_templated_hosts_pattern(project: Project) -> None:
+    play = "- hosts: \"{{ target | default('all') }}\"\n  gather_facts: false\n  tasks: [{name: t, debug: msg=x}]\n"
+    assert sorted(project.apply(play, "-e", "target=h2:h3").report["recap"]) == ["h2", "h3"]
+    assert sorted(project.apply(play).report["recap"]) == list(HOSTS)
+
+
 def test_extra_vars_win(project: Project) -> None:
     project.inventory({"h1": {"ansible_connection": "local", "v": "inventory"}})
     project.write("vars.yml", {"w": "file"})
