@@ -147,7 +147,10 @@ class TaskRunner:
                 return self._result(hr, task, SKIPPED, f"run_once: runs on {first} only", {"skipped": True})
         if task.loop is None:
             if not self.when_ok(hr, task, variables):
-                return self._result(hr, task, SKIPPED, "conditional result was False", {"skipped": True})
+                skipped = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+                if task.register:  # `r is skipped` must see this run's result, as in Ansible
+                    hr.registered[task.register] = dict(skipped)
+                return self._result(hr, task, SKIPPED, "conditional result was False", skipped)
             data = self._run_once(hr, task, variables)
         else:
             items = self._loop_items(task, variables)
