@@ -480,8 +480,10 @@ class Loader:
             extra = {k: v for k, v in args.items() if k not in ("file", "_raw_params", "apply")}
             if extra:
                 own = replace(own, vars=own.vars + (extra,))
+            if task.action == "include_tasks":  # its own `when` decides once, at run time, whether to include
+                own = replace(own, when=inherited.when)
             nodes = self._task_file(path, own, task.pos)
-            if task.action == "include_tasks" and task.loop is not None:
+            if task.action == "include_tasks" and (task.loop is not None or len(task.when) > len(inherited.when)):
                 task.included = nodes
                 return task
             return Block(block=nodes, rescue=[], always=[], pos=task.pos, name=task.name)
