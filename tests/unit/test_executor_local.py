@@ -464,6 +464,36 @@ def test_include_tasks_import_tasks_and_loops(project: Project) -> None:
     assert msgs == ["one -", "one -", "two two", "one x", "one y"]
 
 
+def test_include_tasks_when_decides_once_import_tasks_when_applies_to_each_task(project: Project) -> None:
+    project.inventory(("h1",))
+    project.write("tasks/once.yml", [{"set_fact": {"done": True}}, {"name": "second", "debug": {"msg": "2"}}])
+    play = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - %KIND%: tasks/once.yml
+      when: done is not defined
+"""
+    assert "second" in project.apply(play.replace("%KIND%", "include_tasks")).tasks_run()
+    assert "second" not in project.apply(play.replace("%KIND%", "import_tasks")).tasks_run()
+
+
+def test_registering_a_skipped_task(project: Project) -> None:
+    project.inventory(("h1",))
+    run = project.apply("""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: skipped
+      command: "true"
+      when: false
+      register: r
+    - name: check
+      assert: {that: [r is skipped, r is not failed, "r.stdout | default('none') == 'none'"]}
+""")
+    assert run.rc == 0, run.out
+
+
 def test_include_role_and_import_role_with_tasks_from_and_vars(project: Project) -> None:
     project.inventory(("h1",))
     project.write("roles/web/defaults/main.yml", {"port": 80, "greeting": "hi"})
