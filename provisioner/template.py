@@ -42,6 +42,19 @@ def is_template(value: Any) -> bool:
     return isinstance(value, str) and not isinstance(value, UnsafeStr) and any(m in value for m in _TEMPLATE_MARKS)
 
 
+def mark_unsafe(value: Any) -> Any:
+    """Values that must never be rendered again - what a host sent (registered results, facts) and
+    what was rendered once already (set_fact, loop items): output that prints
+    `{{ lookup('pipe', ...) }}` must not run a command on the controller."""
+    if isinstance(value, str):
+        return value if isinstance(value, UnsafeStr) else UnsafeStr(value)
+    if isinstance(value, Mapping):
+        return {mark_unsafe(k): mark_unsafe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mark_unsafe(v) for v in value]
+    return value
+
+
 # -- version comparison ---------------------------------------------------------------
 def _version_key(v: Any) -> list[tuple[int, Any]]:
     parts = re.split(r"[.\-+_~]", str(v).strip().lstrip("vV"))

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from provisioner.errors import UserError
+from provisioner.template import mark_unsafe
 
 
 class ARGS(BaseModel):
@@ -22,5 +23,7 @@ def check(task: Any, loader: Any) -> None:
 
 
 def run(args: ARGS, ctx: Any) -> dict[str, Any]:
-    facts = dict(args.model_extra or {})
+    # the values are already rendered: whatever still looks like Jinja came from data (a host's
+    # output, a file) and is never rendered again
+    facts = mark_unsafe(dict(args.model_extra or {}))
     return {"changed": False, "ansible_facts": facts, "_set_facts": facts}

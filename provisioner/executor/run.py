@@ -28,7 +28,7 @@ from provisioner.load.inventory import Inventory
 from provisioner.load.playbook import Block, Loader, Node, Play, Playbook, Task
 from provisioner.load.yamlsrc import load_yaml_file
 from provisioner.output.events import Output
-from provisioner.template import LazyVars, Templar
+from provisioner.template import LazyVars, Templar, mark_unsafe
 
 HostProgram = Generator[Task, TaskResult, bool]
 _FLUSH = "meta:flush_handlers"
@@ -167,7 +167,7 @@ class Runner:
         if reply.get("failed"):
             return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, reply.get("msg", ""),
                               data=reply, duration=time.monotonic() - t0)
-        hr.facts = reply.get("facts", {})
+        hr.facts = mark_unsafe(reply.get("facts", {}))
         return TaskResult(hr.name, "Gathering Facts", "setup", OK, "", duration=time.monotonic() - t0)
 
     def local_session(self) -> AgentSession:

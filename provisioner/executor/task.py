@@ -20,7 +20,7 @@ from provisioner.executor.context import HostRun
 from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
 from provisioner.load.playbook import Task
 from provisioner.modules import validate_args
-from provisioner.template import LazyVars, _bool
+from provisioner.template import LazyVars, _bool, mark_unsafe
 
 if TYPE_CHECKING:
     from provisioner.executor.run import Runner
@@ -159,7 +159,7 @@ class TaskRunner:
             results: list[dict[str, Any]] = []
             includes: list[Any] = []
             for index, item in enumerate(items):
-                layer = {loop_var: item, "ansible_loop_var": loop_var}
+                layer = {loop_var: mark_unsafe(item), "ansible_loop_var": loop_var}  # rendered already
                 if index_var:
                     layer[str(index_var)] = index
                 ivars = self.variables(hr, task, layer)
@@ -186,7 +186,7 @@ class TaskRunner:
                 data["skipped"] = True
                 data["msg"] = "no items in the loop"
         if task.register:
-            hr.registered[task.register] = {k: v for k, v in data.items() if k != "_include"}
+            hr.registered[task.register] = mark_unsafe({k: v for k, v in data.items() if k != "_include"})
         status = FAILED if data.get("failed") else CHANGED if data.get("changed") else \
             SKIPPED if data.get("skipped") else OK
         if status == CHANGED and task.notify:
