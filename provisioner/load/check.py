@@ -110,9 +110,27 @@ def _check_play(play: Play, inventory: Inventory, options: RunOptions, carried: 
         if task.role is not None:
             names |= set(task.role.params)
     names |= persistent
+    handlers = _handler_names(play)
     for task in tasks:
         _check_task(task, names, values)
+        for notified in task.notify:
+            if not is_template(notified) and notified not in handlers:
+                close = difflib.get_close_matches(notified, sorted(handlers), n=1, cutoff=0.75)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise UserError(f"task {task.display_name!r} notifies {notified!r}, but no handler of the play "
+                                f"has that name or listens to it{hint}", task.pos)
     return persistent
+
+
+def _handler_names(play: Play) -> set[str]:
+    out: set[str] = set()
+    for handler in play.handlers:
+        out |= set(handler.listen)
+        if handler.name:
+            out.add(handler.name)
+            if handler.role is not None:
+                out.add(f"{handler.role.name} : {handler.name}")
+    return out
 
 
 def _include_vars_names(task: Task) -> set[str]:
