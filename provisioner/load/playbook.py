@@ -299,8 +299,14 @@ class Loader:
         nodes: list[Node] = []
         meta_file = _first_yaml(path / "meta", "main")
         if meta_file:
-            meta = load_yaml_file(meta_file) or {}
-            deps = meta.get("dependencies") or [] if isinstance(meta, dict) else []
+            meta = load_yaml_file(meta_file) or YMap()
+            if not isinstance(meta, dict):
+                raise UserError(f"a role's meta/main.yml must be a mapping, not {type_name(meta)}",
+                                Position(str(meta_file), 1, 1))
+            deps = meta.get("dependencies") or []
+            if not isinstance(deps, list):
+                raise UserError(f"`dependencies` must be a list of roles, not {type_name(deps)}",
+                                where(meta, "dependencies"))
             for i, dep in enumerate(deps):
                 nodes.extend(self._role_entry(dep, where(deps, i), replace(inherited, role=None), play,
                                               parents + (role.name,)))
