@@ -16,7 +16,7 @@ from typing import Any
 from provisioner.errors import Position, TemplateError, UserError
 from provisioner.executor.context import RunOptions
 from provisioner.load.inventory import Inventory
-from provisioner.load.playbook import MAGIC_VARS, Play, Playbook, Task, iter_tasks
+from provisioner.load.playbook import MAGIC_VARS, Play, Playbook, Task, check_serial, iter_tasks
 from provisioner.load.yamlsrc import YList, YMap, load_yaml_file, type_name, where
 from provisioner.template import LazyVars, Templar, is_template, referenced_names
 
@@ -28,23 +28,25 @@ def check_playbook(playbook: Playbook, inventory: Inventory, options: RunOptions
         inventory.select(options.limit, Position("--limit"))
     carried: set[str] = set()  # register/set_fact/include_vars live on into later plays
     for play in playbook.plays:
-        play.hosts = _render_hosts(play, options)
+        play.hosts = _render_play_keyword(play, play.hosts, "hosts", options)
+        play.serial = _render_play_keyword(play, play.serial, "serial", options)
+        check_serial(play.serial, play.pos)
         inventory.select(play.hosts, play.pos)
         carried |= _check_play(play, inventory, options, carried)
 
 
-def _render_hosts(play: Play, options: RunOptions) -> Any:
-    """`hosts:` may be a template over play vars and -e (`hosts: "{{ target | default('all') }}"`).
+def _render_play_keyword(play: Play, value: Any, key: str, options: RunOptions) -> Any:
+    """`hosts:` and `serial:` may be templates over play vars and -e (`hosts: "{{ target | default('all') }}"`).
 
     Rendered once, here, before any host is contacted; the runner reads the result.
     """
-    if not any(is_template(h) for h in (play.hosts if isinstance(play.hosts, list) else [play.hosts])):
-        return play.hosts
+    if not any(is_template(v) for v in (value if isinstance(value, list) else [value])):
+        return value
     templar = Templar()
     try:
-        return templar.render(play.hosts, LazyVars([play.vars, options.extra_vars], templar))
+        return templar.render(value, LazyVars([play.vars, options.extra_vars], templar))
     except TemplateError as exc:
-        raise UserError(f"in `hosts`: {exc}", play.pos) from None
+        raise UserError(f"in `{key}`: {exc}", play.pos) from None
 
 
 def _static_names(play: Play, inventory: Inventory, options: RunOptions) -> tuple[set[str], dict[str, Any]]:

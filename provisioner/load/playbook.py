@@ -231,12 +231,16 @@ class Loader:
         play = Play(name=str(raw.get("name") or hosts), hosts=hosts, pos=raw.where(), base_dir=path.parent)
         play.vars = dict(_mapping(raw, "vars"))
         vf = raw.get("vars_files") or []
+        if not isinstance(vf, (str, list)):
+            raise UserError(f"`vars_files` must be a file name or a list of them, not {type_name(vf)}",
+                            raw.where("vars_files"))
         play.vars_files = list(vf) if isinstance(vf, list) else [vf]
         for i, f in enumerate(play.vars_files):
             if isinstance(f, str) and "{{" not in f and not (path.parent / f).exists():
                 raise UserError(f"vars file not found: {f}", where(vf, i) if isinstance(vf, list) else raw.where("vars_files"))
         play.gather_facts = _bool(raw.get("gather_facts", True), raw, "gather_facts")
         play.serial = raw.get("serial")
+        check_serial(play.serial, raw.where("serial"))
         play.any_errors_fatal = _bool(raw.get("any_errors_fatal", False), raw, "any_errors_fatal")
         play.force_handlers = _bool(raw.get("force_handlers", False), raw, "force_handlers")
         play.strategy = str(raw.get("strategy", "linear"))
@@ -604,6 +608,13 @@ def parse_kv(text: str, free_form: bool, pos: Position) -> dict[str, Any]:
             raise UserError(f"inline argument {part!r} is not k=v", pos)
         out[k] = v
     return out
+
+
+def check_serial(serial: Any, pos: Position) -> None:
+    for size in serial if isinstance(serial, list) else [serial]:
+        if size is not None and "{{" not in str(size) and not re.fullmatch(r"\s*(\d+|\d+(\.\d+)?%)\s*", str(size)):
+            raise UserError(f"`serial` must be a number of hosts, a percentage like 30%, or a list of them, "
+                            f"not {type_name(size)}", pos)
 
 
 def _did_you_mean(word: str, options: Any) -> str:
