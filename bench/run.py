@@ -338,22 +338,29 @@ def _span(values: list[int]) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    base = {r.hosts: r.noop_best() for r in rows if r.tool == "provision"}
+    base: dict[int, float] = {}
+    for r in rows:
+        best = r.noop_best()
+        if r.tool == "provision" and best is not None:
+            base[r.hosts] = best
     head = ("| tool | hosts | first run s | no-op s best / mean | no-op vs provision | "
-            "SSH exec sessions per host, no-op | controller peak memory (process tree) |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
+            "SSH exec sessions per host, no-op | controller peak memory (process tree) | "
+            "controller CPU s, no-op |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         best, mean = r.noop_best(), r.noop_mean()
         ratio = "-"
-        if best is not None and base.get(r.hosts):
+        if best is not None and r.hosts in base:
             ratio = "1.0x" if r.tool == "provision" else "%.1fx" % (best / base[r.hosts])
         sessions = _span([s for x in r.noop for s in x.exec_sessions])
         first = "%.2f" % r.first.seconds if r.first and r.first.rc == 0 else (
             "failed" if r.first else "-")
-        noop = "%.2f / %.2f" % (best, mean) if best is not None else "-"
+        noop = "%.2f / %.2f" % (best, mean) if best is not None and mean is not None else "-"
+        cpu = [x.cpu_s for x in r.noop if x.rc == 0]
         note = " (%s)" % r.error if r.error else ""
-        lines.append("| %s | %d | %s | %s | %s | %s | %.0f MB |%s" % (
-            LABELS.get(r.tool, r.tool), r.hosts, first, noop, ratio, sessions, r.peak_mb(), note))
+        lines.append("| %s | %d | %s | %s | %s | %s | %.0f MB | %s |%s" % (
+            LABELS.get(r.tool, r.tool), r.hosts, first, noop, ratio, sessions, r.peak_mb(),
+            "%.2f" % min(cpu) if cpu else "-", note))
     return "\n".join(lines)
 
 
@@ -436,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     precompile()
     if any(t != "provision" for t in tools):
         versions.update(ensure_venv(log))
-    log(header(versions))
+    head = header(versions)
+    log(head)
     if not args.no_warm_cache:
         warm_apt_cache(log)
 
@@ -448,9 +456,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(bench_one(tool, n, versions[tool], args.noop_runs, args.timeout, log))
             if args.json:
                 Path(args.json).write_text(json.dumps(
-                    {"header": header(versions), "rows": [asdict(r) for r in rows]}, indent=1))
+                    {"header": head, "rows": [asdict(r) for r in rows]}, indent=1))
     print()
-    print(header(versions))
+    print(head)
     print()
     print(table(rows))
     return 0 if not any(r.error for r in rows) else 1
