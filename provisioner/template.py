@@ -480,6 +480,13 @@ def referenced_names(source: str, expression: bool = False) -> frozenset[str]:
         ast = env.parse(text)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message} in {source.strip()!r}") from None
+    for node in ast.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):
+        kind, known = ("filter", env.filters) if isinstance(node, jinja2.nodes.Filter) else ("test", env.tests)
+        if node.name not in known:
+            import difflib
+            close = difflib.get_close_matches(node.name, list(known), n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TemplateError(f"unknown {kind} {node.name!r}{hint} in {source.strip()!r}")
     declared = {n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")}
     guarded: set[int] = set()
     for node in ast.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):
