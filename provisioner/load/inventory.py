@@ -19,6 +19,8 @@ _HOST_NAME = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+$")
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _INT_VARS = ("ansible_port", "ansible_ssh_port", "ansible_timeout")
 _GROUP_KEYS = {"hosts", "children", "vars"}
+_CONNECTIONS = ("local", "ssh", "paramiko", "smart")  # what the runner can open
+_RANGE = re.compile(r"\[([0-9]+|[a-zA-Z]):([0-9]+|[a-zA-Z])(?::([0-9]+))?\]")
 
 
 @dataclass
@@ -215,6 +217,9 @@ def _load_group(inv: Inventory, name: str, body: Any, container: Any, parent: st
     if not _GROUP_NAME.match(name):
         raise UserError(f"malformed group name {name!r}: use letters, digits, _ and -", pos)
     group = inv.groups.setdefault(name, Group(name))
+    if parent and (name == parent or name in _ancestors(inv, parent)):
+        raise UserError(f"group {name!r} cannot be a child of {parent!r}: it is {parent!r} or one of its parents",
+                        pos)
     if parent and parent not in group.parents:
         group.parents.append(parent)
         if name not in inv.groups[parent].children:
@@ -238,23 +243,23 @@ def _load_group(inv: Inventory, name: str, body: Any, container: Any, parent: st
         if not isinstance(hosts, dict):
             raise UserError(f"hosts of group {name!r} must be a mapping of host names to vars "
                             f"(`host01:` on its own line), not {type_name(hosts)}", where(body, "hosts"))
-        for hname, hvars in hosts.items():
-            hpos = where(hosts, hname)
-            hname = str(hname)
-            if not _HOST_NAME.match(hname):
-                raise UserError(f"malformed host name {hname!r}", hpos)
-            if hvars is not None and not isinstance(hvars, dict):
-                raise UserError(f"host {hname!r} must map to its variables (or nothing), not {type_name(hvars)}",
-                                hpos)
-            hvars = hvars or {}
-            _check_vars(hvars, f"host {hname!r}")
-            for key in _INT_VARS:
-                if key in hvars:
-                    _port(hvars[key], where(hvars, key), hname) if "port" in key else None
-            host = inv.hosts.setdefault(hname, Host(hname, {}, ["all"], hpos))
-            host.vars.update(hvars)
-            if hname not in group.hosts:
-                group.hosts.append(hname)
+        for pattern, hvars in hosts.items():
+            hpos = where(hosts, pattern)
+            for hname in _expand_range(str(pattern), hpos):
+                if not _HOST_NAME.match(hname):
+                    raise UserError(f"malformed host name {hname!r}", hpos)
+                if hvars is not None and not isinstance(hvars, dict):
+                    raise UserError(f"host {hname!r} must map to its variables (or nothing), not {type_name(hvars)}",
+                                    hpos)
+                hvars = hvars or {}
+                _check_vars(hvars, f"host {hname!r}")
+                for key in _INT_VARS:
+                    if key in hvars:
+                        _port(hvars[key], where(hvars, key), hname) if "port" in key else None
+                host = inv.hosts.setdefault(hname, Host(hname, {}, ["all"], hpos))
+                host.vars.update(hvars)
+                if hname not in group.hosts:
+                    group.hosts.append(hname)
     children = body.get("children")
     if children is not None:
         if not isinstance(children, dict):
@@ -280,7 +285,41 @@ def _port(value: Any, pos: Position, who: str) -> int:
     return port
 
 
+def _ancestors(inv: Inventory, group: str) -> set[str]:
+    out: set[str] = set()
+    todo = [group]
+    while todo:
+        current = inv.groups.get(todo.pop())
+        for parent in current.parents if current else []:
+            if parent not in out:
+                out.add(parent)
+                todo.append(parent)
+    return out
+
+
+def _expand_range(name: str, pos: Position) -> list[str]:
+    """Ansible's host ranges: `ws[01:40]`, `node[a:f]`, `gpu[0:10:2]` (zero padding kept)."""
+    m = _RANGE.search(name)
+    if not m:
+        return [name]
+    start, end, stride = m.group(1), m.group(2), int(m.group(3) or 1)
+    if start.isdigit() != end.isdigit() or stride < 1:
+        raise UserError(f"bad host range in {name!r}", pos)
+    if start.isdigit():
+        width = len(start) if start.startswith("0") and len(start) > 1 else 0
+        items = [str(i).zfill(width) for i in range(int(start), int(end) + 1, stride)]
+    else:
+        items = [chr(c) for c in range(ord(start), ord(end) + 1, stride)]
+    if not items:
+        raise UserError(f"empty host range in {name!r}", pos)
+    return [h for item in items for h in _expand_range(name[:m.start()] + item + name[m.end():], pos)]
+
+
 def _check_vars(variables: dict[str, Any], who: str) -> None:
+    conn = variables.get("ansible_connection")
+    if isinstance(conn, str) and "{{" not in conn and conn not in _CONNECTIONS:
+        raise UserError(f"ansible_connection {conn!r} of {who} is not one of {', '.join(_CONNECTIONS)}",
+                        where(variables, "ansible_connection"))
     for key in variables:
         if not isinstance(key, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
             raise UserError(f"variable name {key!r} of {who} is not a valid identifier", where(variables, key))
