@@ -154,3 +154,21 @@ def test_an_empty_inventory_file_has_no_hosts(tmp_path: Path) -> None:
     assert inv.hosts == {}
     with pytest.raises(UserError, match="matches no host"):
         inv.select("ws01")
+
+
+def test_host_ranges_expand_as_in_ansible(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yml"
+    path.write_text("all:\n  children:\n    gpu:\n      hosts:\n        gpu[08:11]:\n          cuda: '12.4'\n"
+                    "        node[a:c]-[1:2]:\n        even[0:6:3]:\n")
+    inv = load_inventory(str(path))
+    assert list(inv.hosts) == ["gpu08", "gpu09", "gpu10", "gpu11", "nodea-1", "nodea-2", "nodeb-1", "nodeb-2",
+                               "nodec-1", "nodec-2", "even0", "even3", "even6"]
+    assert inv.host_vars("gpu10")["cuda"] == "12.4"
+    assert inv.group_members("gpu")[:2] == ["gpu08", "gpu09"]
+
+
+def test_a_group_that_contains_itself_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "loop.yml"
+    path.write_text("all:\n  children:\n    lab:\n      children:\n        gpu:\n          children:\n            lab:\n")
+    with pytest.raises(UserError, match="group 'lab' cannot be a child of 'gpu'"):
+        load_inventory(str(path))
