@@ -53,7 +53,7 @@ def _static_names(play: Play, inventory: Inventory, options: RunOptions) -> tupl
     names: set[str] = set(MAGIC_VARS)
     values: dict[str, Any] = {}
     for group in inventory.groups.values():
-        names |= set(group.vars)
+        names |= set(group.vars) | set(group.dir_vars)
     for host in inventory.hosts.values():
         names |= set(host.vars)
     for layer in [play.vars, *(r.defaults for r in play.roles), *(r.vars for r in play.roles)]:

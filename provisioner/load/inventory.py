@@ -52,6 +52,7 @@ class Host:
 class Group:
     name: str
     vars: dict[str, Any] = field(default_factory=dict)
+    dir_vars: dict[str, Any] = field(default_factory=dict)  # group_vars/NAME.yml: above every group's `vars:`
     hosts: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)
@@ -119,11 +120,15 @@ class Inventory:
         return hits
 
     def host_vars(self, name: str) -> dict[str, Any]:
-        """Group vars from `all` down to the innermost group, then the host's own."""
+        """Inventory-file group vars from `all` down to the innermost group, then group_vars/ files in the
+        same order, then the host's own (Ansible's order)."""
         host = self.hosts[name]
         merged: dict[str, Any] = {}
-        for group in self._group_order(name):
+        order = self._group_order(name)
+        for group in order:
             merged.update(self.groups[group].vars)
+        for group in order:
+            merged.update(self.groups[group].dir_vars)
         merged.update(host.vars)
         return merged
 
@@ -342,7 +347,7 @@ def _load_var_dirs(inv: Inventory, base: Path) -> None:
                                     Position(str(f), 1, 1))
                 _check_vars(data, str(f))
                 if kind == "group_vars":
-                    inv.groups.setdefault(name, Group(name)).vars.update(data)
+                    inv.groups.setdefault(name, Group(name)).dir_vars.update(data)
                 elif name in inv.hosts:
                     inv.hosts[name].vars.update(data)
 
