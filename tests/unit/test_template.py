@@ -248,9 +248,6 @@ def test_group_vars_and_host_vars_directories(tmp_path: Path, capsys: pytest.Cap
     assert results[0]["result"]["msg"] == "dir_all dir_lab dir_host"
 
 
-@pytest.mark.xfail(strict=True, reason="group_vars/all.yml is merged into the `all` group, so an inventory "
-                   "file's child-group vars beat it; Ansible reads every inventory-file group var first, "
-                   "then group_vars/all.yml, then group_vars/<group>.yml")
 def test_group_vars_all_file_beats_inventory_file_child_group_vars(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     inventory = {"all": {"children": {"lab": {
@@ -258,4 +255,4 @@ def test_group_vars_all_file_beats_inventory_file_child_group_vars(tmp_path: Pat
     results = _run_play(tmp_path, {"tasks": [{"debug": {"var": "x"}}]}, inventory,
                         files={"group_vars/all.yml": {"x": "dir_all"}})
     capsys.readouterr()
-    assert results[0]["result"]["x"] == "dir_all"
+    assert results[0]["result"]["x"] == "dir_all", "Ansible: every inventory file's group vars, then group_vars/"
