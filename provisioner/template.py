@@ -79,6 +79,9 @@ def version_compare(value: Any, other: Any, op: str = "eq", strict: bool = False
 
 
 # -- filters -----------------------------------------------------------------------------
+_BOOL_WORDS = {"1", "0", "yes", "no", "true", "false", "on", "off", "y", "n", "t", "f", ""}
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -253,7 +256,7 @@ def _lookup(name: str, *terms: Any, **kw: Any) -> Any:
             except OSError as exc:
                 raise TemplateError(f"lookup('file'): cannot read {t}: {exc.strerror}") from None
     elif name == "first_found":
-        files = []
+        files: list[str] = []
         for t in flat:
             if isinstance(t, Mapping):
                 paths = t.get("paths") or [""]
@@ -447,9 +450,15 @@ class Templar:
         if m:  # people write when: "{{ x }}" too
             text = m.group("expr")
         value = self.evaluate(text, variables)
-        if isinstance(value, str):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
             return _bool(value)
-        return bool(value)
+        if value is None or isinstance(value, (int, float)):
+            return bool(value)
+        # as Ansible 2.19 does: a string or a list is no answer to "when"
+        raise TemplateError(f"conditional {text!r} gave {type(value).__name__} {str(value)[:60]!r}, not true or "
+                            "false: compare it (== ...), or test it (is defined, | length > 0)")
 
     @staticmethod
     def _native(value: Any) -> Any:

@@ -111,21 +111,22 @@ def check_model_args(model: type[BaseModel], raw: dict[str, Any], pos: Position,
                      free_form: str | None) -> None:
     if free_form and "_raw_params" in raw:
         raw = {**{k: v for k, v in raw.items() if k != "_raw_params"}, free_form: raw["_raw_params"]}
-    for key in raw:
-        if key not in model.model_fields and not any(
-                f.alias == key for f in model.model_fields.values()):
+    for given in raw:
+        if given not in model.model_fields and not any(
+                f.alias == given for f in model.model_fields.values()):
             if getattr(model, "model_config", {}).get("extra") == "allow":
                 continue
             from provisioner.load.playbook import _did_you_mean
             allowed = ", ".join(sorted(model.model_fields))
-            raise UserError(f"module {name!r} has no argument {key!r}{_did_you_mean(str(key), model.model_fields)};"
+            raise UserError(f"module {name!r} has no argument {given!r}"
+                            f"{_did_you_mean(str(given), model.model_fields)};"
                             f" expected one of: {allowed}", pos)
     literal = {k: v for k, v in raw.items() if not _contains_template(v)}
     try:
         model.model_validate(literal)
     except ValidationError as exc:
         for err in exc.errors():
-            key = err["loc"][0] if err["loc"] else None
+            key: Any = err["loc"][0] if err["loc"] else None
             if err["type"] == "missing" and key is not None and key in raw:
                 continue  # given, but templated: checked at run time
             what = f"argument {key!r}" if key is not None else "arguments"

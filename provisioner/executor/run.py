@@ -8,6 +8,7 @@ max_fail_percentage between steps, as Ansible's linear strategy does.
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import threading
@@ -168,6 +169,9 @@ class Runner:
             return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, reply.get("msg", ""),
                               data=reply, duration=time.monotonic() - t0)
         hr.facts = mark_unsafe(reply.get("facts", {}))
+        fake = hvars.get("provision_fake_facts")
+        if fake:  # tests only: plan another OS family's host on this one (check mode)
+            hr.facts = mark_unsafe(json.loads(Path(str(fake)).read_text(encoding="utf-8")))
         return TaskResult(hr.name, "Gathering Facts", "setup", OK, "", duration=time.monotonic() - t0)
 
     def local_session(self) -> AgentSession:
@@ -255,10 +259,10 @@ class Runner:
                 raise Interrupted()
             step = list(pending.items())
             shown: set[int] = set()
-            for _, task in step:
+            for name, task in step:
                 if id(task) not in shown:
                     shown.add(id(task))
-                    self.output.task_start(task.display_name, task)
+                    self.output.task_start(self._shown_name(name, task), task)
             results = self._parallel(step, lambda item: self.task_runner.apply(self.hosts[item[0]], item[1]))
             failed_now = []
             for (name, _), result in zip(step, results):
@@ -276,6 +280,16 @@ class Runner:
                     self._stop_all(pending, programs,
                                    f"max_fail_percentage {play.max_fail_percentage:g}% exceeded "
                                    f"({failed}/{batch_size} hosts failed)")
+
+    def _shown_name(self, host: str, task: Task) -> str:
+        """A task's name as Ansible shows it: templated with the first host's variables when it can be."""
+        name = task.display_name
+        if "{{" not in name:
+            return name
+        try:
+            return str(self.templar.render(name, self.task_runner.variables(self.hosts[host], task)))
+        except TemplateError:
+            return name
 
     def _advance(self, name: str, prog: HostProgram, result: TaskResult | None, pending: dict[str, Task],
                  programs: dict[str, HostProgram]) -> None:
@@ -342,7 +356,9 @@ class Runner:
                     hr.stats.failed = max(0, hr.stats.failed - 1)
                     hr.stats.rescued += 1
                     ok = yield from self._nodes(hr, node.rescue, play)
-                always_ok = yield from self._nodes(hr, node.always, play) if not hr.unreachable else True
+                always_ok = True
+                if not hr.unreachable:
+                    always_ok = yield from self._nodes(hr, node.always, play)
                 if not ok or not always_ok:
                     return False
                 continue

@@ -194,7 +194,7 @@ class Loader:
             raise UserError(f"a playbook must be a list of plays (`- hosts: ...`), not {type_name(data)}", pos)
         plays: list[Play] = []
         for i, raw in enumerate(data):
-            if not isinstance(raw, dict):
+            if not isinstance(raw, YMap):
                 raise UserError(f"each play must be a mapping with `hosts:`, not {type_name(raw)}", where(data, i))
             if "import_playbook" in raw or "ansible.builtin.import_playbook" in raw:
                 key = "import_playbook" if "import_playbook" in raw else "ansible.builtin.import_playbook"
@@ -265,8 +265,8 @@ class Loader:
                     parents: tuple[str, ...] = ()) -> list[Node]:
         if isinstance(entry, str):
             name, spec = entry, YMap()
-        elif isinstance(entry, dict):
-            name = entry.get("role") or entry.get("name")
+        elif isinstance(entry, YMap):
+            name = str(entry.get("role") or entry.get("name") or "")
             spec = entry
             if not name:
                 raise UserError("a role entry needs `role: NAME`", pos)
@@ -295,7 +295,7 @@ class Loader:
         if name in parents:
             raise UserError(f"role {name!r} depends on itself ({' -> '.join(parents + (name,))})", pos)
         path = self.find_role(name, pos, inherited.base_dir if inherited.role else None)
-        role = RoleInstance(name=path.name, path=path, params=params, parent_names=parents)
+        role = RoleInstance(name=path.name, path=path.resolve(), params=params, parent_names=parents)
         role.defaults = _vars_file(path / "defaults", defaults_from)
         role.vars = _vars_file(path / "vars", vars_from)
         if play is not None:
@@ -346,7 +346,7 @@ class Loader:
 
     def _node(self, raw: Any, container: Any, index: int, inherited: Inherited, handlers: bool = False) -> Node:
         pos = where(container, index)
-        if not isinstance(raw, dict):
+        if not isinstance(raw, YMap):
             raise UserError(f"a task must be a mapping (`- name: ...` with a module), not {type_name(raw)}", pos)
         if "block" in raw:
             for key in raw:
