@@ -10,7 +10,6 @@ its content to the host's `copy`).
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from provisioner.errors import Position, UserError
-from provisioner.modules import ModuleSpec, canonical_name, host_modules, normalize_args
+from provisioner.modules import ModuleSpec, canonical_name, host_module, host_modules, name_index, normalize_args
 from provisioner.template import is_template
 
 if TYPE_CHECKING:
@@ -54,28 +53,31 @@ class ActionSpec:
 
 
 @cache
+def _action_index() -> dict[str, str]:
+    return name_index(Path(__file__).parent)
+
+
+@cache
+def _action_module(stem: str) -> Any:
+    return importlib.import_module(f"{__name__}.{stem}")
+
+
 def controller_actions() -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"{__name__}.{info.name}")
-        out[getattr(mod, "NAME", info.name)] = mod
-        for other in getattr(mod, "OTHER_NAMES", ()):
-            out[other] = mod
-    return out
+    return {name: _action_module(stem) for name, stem in _action_index().items()}
 
 
+@cache
 def lookup_action(name: str) -> ActionSpec | None:
     name = canonical_name(name)
     if name in INCLUDES:
         return ActionSpec(name, "file" if name != "include_role" and name != "import_role" else None)
-    ctl = controller_actions().get(name)
-    mods = host_modules()
-    if ctl is not None:
-        wrapped = mods.get(getattr(ctl, "WRAPS", "")) if getattr(ctl, "WRAPS", None) else None
-        return ActionSpec(name, getattr(ctl, "FREE_FORM", None), host_module=wrapped, controller=ctl)
-    spec = mods.get(name)
+    stem = _action_index().get(name)
+    if stem is not None:
+        ctl = _action_module(stem)
+        wraps = getattr(ctl, "WRAPS", None)
+        return ActionSpec(name, getattr(ctl, "FREE_FORM", None), host_module=host_module(wraps) if wraps else None,
+                          controller=ctl)
+    spec = host_module(name)
     if spec is not None:
         return ActionSpec(name, spec.free_form, host_module=spec)
     return None
