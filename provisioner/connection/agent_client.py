@@ -31,7 +31,8 @@ class AgentSession:
     def start(self, first: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Open the connection, start the agent and (optionally) send a first request with it."""
         self.connection.open()
-        self.stream = self.connection.start([self.python, "-c", BOOT_CODE])
+        # -I: the host's PYTHON* variables and user site-packages must not change the agent (and it starts faster)
+        self.stream = self.connection.start([self.python, "-I", "-c", BOOT_CODE])
         payload = BOOT_MARKER + b"\n" + bundle_line()
         if first is None:
             self.stream.write(payload)

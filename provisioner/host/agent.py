@@ -62,11 +62,11 @@ class SubAgent:
         python = sys.executable or "python3"
         boot = _boot_code()
         if os.geteuid() == 0 and user == "root":
-            argv = [python, "-c", boot]
+            argv = [python, "-I", "-c", boot]
         elif password:
-            argv = ["sudo", "-H", "-S", "-p", "[provision-sudo]", "-u", user, "--", python, "-c", boot]
+            argv = ["sudo", "-H", "-S", "-p", "[provision-sudo]", "-u", user, "--", python, "-I", "-c", boot]
         else:
-            argv = ["sudo", "-H", "-n", "-u", user, "--", python, "-c", boot]
+            argv = ["sudo", "-H", "-n", "-u", user, "--", python, "-I", "-c", boot]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert self.proc.stdin is not None
         if password and argv[0] == "sudo":
