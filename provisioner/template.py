@@ -183,7 +183,7 @@ FILTERS: dict[str, Any] = {
     "b64decode": lambda v: base64.b64decode(str(v)).decode(),
     "hash": lambda v, algo="sha1": hashlib.new(algo, str(v).encode()).hexdigest(),
     "checksum": lambda v: hashlib.sha1(str(v).encode()).hexdigest(),
-    "md5": lambda v: hashlib.md5(str(v).encode()).hexdigest(),  # noqa: S324 - Ansible's filter
+    "md5": lambda v: hashlib.md5(str(v).encode()).hexdigest(),
     "sha1": lambda v: hashlib.sha1(str(v).encode()).hexdigest(),
     "combine": _combine,
     "dict2items": lambda d, key_name="key", value_name="value": [
@@ -407,16 +407,8 @@ class Templar:
             tmpl = _compiled_template(source)
             ctx = tmpl.new_context(_Context(variables), shared=True)  # type: ignore[arg-type]
             return tmpl.environment.concat(tmpl.root_render_func(ctx))  # type: ignore[attr-defined]
-        except TemplateError:
-            raise
-        except jinja2.UndefinedError as exc:
-            raise TemplateError(f"undefined variable: {_undefined_msg(exc)} in {source.strip()!r}") from None
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"template syntax error: {exc.message} in {source.strip()!r}") from None
-        except jinja2.TemplateError as exc:
-            raise TemplateError(f"template error: {exc} in {source.strip()!r}") from None
-        except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as exc:
-            raise TemplateError(f"template error: {exc.__class__.__name__}: {exc} in {source.strip()!r}") from None
+        except Exception as exc:
+            raise _template_error(exc, source) from None
 
     def evaluate(self, expr: str, variables: Mapping[str, Any]) -> Any:
         """Evaluate a bare Jinja expression (`when:`, `until:`, `changed_when:`) to a value."""
@@ -426,14 +418,8 @@ class Templar:
             for _ in tmpl.root_render_func(ctx):  # type: ignore[attr-defined]
                 pass
             result = ctx.vars["result"]
-        except TemplateError:
-            raise
-        except jinja2.UndefinedError as exc:
-            raise TemplateError(f"undefined variable: {_undefined_msg(exc)} in {expr.strip()!r}") from None
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"template syntax error: {exc.message} in {expr.strip()!r}") from None
-        except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as exc:
-            raise TemplateError(f"template error: {exc} in {expr.strip()!r}") from None
+        except Exception as exc:
+            raise _template_error(exc, expr) from None
         if isinstance(result, jinja2.Undefined):
             name = getattr(result, "_undefined_name", None)
             what = f"'{name}'" if name else "value"
@@ -467,6 +453,23 @@ class Templar:
         if isinstance(value, LazyVars):
             return dict(value)
         return value
+
+
+_USER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError)
+
+
+def _template_error(exc: Exception, source: str) -> Exception:
+    """The sentence for what went wrong in a template; a bug elsewhere keeps its own exception."""
+    where = f"in {source.strip()!r}"
+    if isinstance(exc, TemplateError):
+        return exc
+    if isinstance(exc, jinja2.UndefinedError):
+        return TemplateError(f"undefined variable: {_undefined_msg(exc)} {where}")
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return TemplateError(f"template syntax error: {exc.message} {where}")
+    if isinstance(exc, _USER_ERRORS):
+        return TemplateError(f"template error: {exc.__class__.__name__}: {exc} {where}")
+    return exc
 
 
 def _undefined_msg(exc: jinja2.UndefinedError) -> str:

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from provisioner.errors import Position, UserError
-from provisioner.modules import ModuleSpec, canonical_name, host_module, host_modules, name_index, normalize_args
+from provisioner.modules import (
+    ModuleSpec,
+    canonical_name,
+    host_module,
+    host_modules,
+    name_index,
+    normalize_args,
+)
 from provisioner.template import is_template
 
 if TYPE_CHECKING:

@@ -32,8 +32,7 @@ def run(args: ARGS, ctx: Any) -> dict[str, Any]:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"cannot read template {path}: {exc}") from None
-    from provisioner.template import environment
-    from provisioner.template import LazyVars
+    from provisioner.template import LazyVars, environment
     env = environment().overlay(trim_blocks=args.trim_blocks, lstrip_blocks=args.lstrip_blocks)
     layer = {"template_path": str(path), "template_fullpath": str(path.resolve()),
              "template_destpath": args.dest, "template_host": ctx.host_name,

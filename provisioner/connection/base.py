@@ -5,23 +5,17 @@ Local and SSH implement the same small surface, so everything above works on bot
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
+
+from provisioner.host.runtime import CommandResult
 
 
 class Unreachable(Exception):
     """The host could not be reached, or the connection broke: the host is `unreachable`."""
 
 
-@dataclass(frozen=True)
-class Result:
-    rc: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0
+# A command's outcome: the same value the host runtime returns (rc, stdout, stderr, ok).
+Result = CommandResult
 
 
 class Stream(Protocol):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -51,8 +50,8 @@ def _known_host_entries(path: Path) -> list[tuple[str, paramiko.PKey]]:
                 keys.load(str(path))
             except Exception as exc:  # paramiko raises anything on a garbled line
                 raise Unreachable(f"cannot read known_hosts {path}: {type(exc).__name__}: {exc}") from None
-            entries = _PARSED[key] = [(name, keys[name][ktype]) for name in keys.keys()
-                                      for ktype in keys[name].keys()]
+            entries = _PARSED[key] = [(name, keys[name][ktype]) for name in keys
+                                      for ktype in keys[name]]
     return entries
 
 
@@ -164,7 +163,7 @@ class SSHConnection:
         except paramiko.AuthenticationException as exc:
             client.close()
             raise Unreachable(f"authentication failed for {where}: {exc}") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             client.close()
             raise Unreachable(f"cannot connect to {where}: timed out after {self.timeout:g}s") from None
         except (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError):

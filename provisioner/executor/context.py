@@ -84,4 +84,4 @@ def make_vars(layers: list[Mapping[str, Any]], templar: Templar) -> LazyVars:
     return LazyVars(layers, templar)
 
 
-__all__ = ["RunOptions", "HostRun", "HostVars", "fact_vars", "make_vars", "Inventory"]
+__all__ = ["HostRun", "HostVars", "Inventory", "RunOptions", "fact_vars", "make_vars"]

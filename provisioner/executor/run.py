@@ -314,7 +314,7 @@ class Runner:
             return [fn(items[0])]
         futures = [self.pool.submit(fn, item) for item in items]
         while True:
-            done, not_done = wait(futures, timeout=0.2)
+            _, not_done = wait(futures, timeout=0.2)
             if not not_done:
                 break
             if self.interrupted.is_set():
@@ -447,4 +447,4 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise Interrupted()
 
 
-__all__ = ["Runner", "Interrupted", "OK", "SKIPPED"]
+__all__ = ["OK", "SKIPPED", "Interrupted", "Runner"]

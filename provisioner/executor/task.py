@@ -94,9 +94,7 @@ class TaskRunner:
             return False
         if "never" in tags and not (tags & opts.tags):
             return False
-        if opts.skip_tags and tags & opts.skip_tags:
-            return False
-        return True
+        return not (opts.skip_tags and tags & opts.skip_tags)
 
     def variables(self, hr: HostRun, task: Task, extra: Mapping[str, Any] | None = None) -> LazyVars:
         runner = self.runner
@@ -390,7 +388,7 @@ class TaskRunner:
     def _result(self, hr: HostRun, task: Task, status: str, msg: str, data: dict[str, Any]) -> TaskResult:
         no_log = bool(task.no_log) if isinstance(task.no_log, bool) else _bool(task.no_log)
         diffs: list[dict[str, Any]] = []
-        if "diff" in data and data["diff"]:
+        if data.get("diff"):
             diffs.append(data["diff"])
         for r in data.get("results", []) if isinstance(data.get("results"), list) else []:
             if isinstance(r, dict) and r.get("diff"):

@@ -13,7 +13,6 @@ Keep it Python 3.8 compatible: it runs with whatever python3 the host has.
 """
 
 # The host's python3 may be 3.8: typing.List/Optional stay (the project's py310 target does not apply here).
-# ruff: noqa: UP006, UP007, UP035, UP045
 
 from __future__ import annotations
 
@@ -882,7 +881,7 @@ def _cublas_compute_type(np: Any) -> Optional[str]:
         from cupy._core import _routines_linalg as linalg
 
         return str(linalg.compute_type_to_str(linalg.get_compute_type(np.float32)))
-    except Exception:  # noqa: BLE001 - reporting only
+    except Exception:
         return None
 
 
@@ -1122,7 +1121,7 @@ def verify(args: argparse.Namespace) -> Tuple[Dict[str, Any], int]:
             host["cupy_package"] = _cupy_package(runtime // 1000)
             try:
                 host["nvrtc"] = "{}.{}".format(*cp.cuda.nvrtc.getVersion())
-            except Exception:  # noqa: BLE001 - reporting only
+            except Exception:
                 host["nvrtc"] = None
             gpu = run_gpu(cp, np, args.sizes, args.repeats, args.device, stage)
         except BaseException as exc:
@@ -1246,7 +1245,7 @@ def verify(args: argparse.Namespace) -> Tuple[Dict[str, Any], int]:
         if args.perf_table:
             try:
                 table = load_perf_table(args.perf_table)
-            except Exception as exc:  # noqa: BLE001 - a bad table must not hide the GPU result
+            except Exception as exc:
                 table = None
                 warnings.append(f"could not read --perf-table {args.perf_table}: {exc}")
             result["expected"] = lookup_expected_perf(gpu["device"]["name"], table)
@@ -1256,7 +1255,7 @@ def verify(args: argparse.Namespace) -> Tuple[Dict[str, Any], int]:
             warnings.extend(perf_warnings(gpu["device"]["name"], result["perf"], result["expected"]))
         try:
             result["perf"].append(time_numpy(np))
-        except Exception as exc:  # noqa: BLE001 - the CPU figure is a bonus
+        except Exception as exc:
             warnings.append(f"NumPy CPU timing failed: {exc}")
     elif can_try_gpu and diag and failed_at != "import":
         # Charge the failure to the step that raised it: opening the device, NVRTC, or the run itself.
@@ -1358,7 +1357,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 "diagnosis": {"code": "bad_arguments", "reason": str(exc), "fix": "See `verify.py --help`."},
             }
             code = EXIT_CANNOT_RUN
-        except Exception as exc:  # noqa: BLE001 - a bug still yields a parseable answer
+        except Exception as exc:
             result = {
                 "schema": SCHEMA_VERSION,
                 "ok": False,

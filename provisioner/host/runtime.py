@@ -7,10 +7,10 @@ unit tests, so a module is tested on real files and commands without any connect
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
 import pwd
-import grp
 import stat as stat_mod
 import subprocess
 import tempfile

@@ -213,4 +213,4 @@ def _template_texts(task: Task) -> list[tuple[str, bool]]:
     return out
 
 
-__all__ = ["check_playbook", "Path"]
+__all__ = ["Path", "check_playbook"]

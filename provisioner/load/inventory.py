@@ -92,9 +92,8 @@ class Inventory:
             if part[0] in "&!":
                 op, part = part[0], part[1:]
             matched = self._match(part)
-            if not matched and not op and part not in self.groups:
-                if not any(c in part for c in "*?[~"):
-                    raise UserError(f"host pattern {part!r} matches no host or group of {self.source}", pos)
+            if not matched and not op and part not in self.groups and not any(c in part for c in "*?[~"):
+                raise UserError(f"host pattern {part!r} matches no host or group of {self.source}", pos)
             if op == "&":
                 selected = [h for h in selected if h in matched]
             elif op == "!":
@@ -212,9 +211,9 @@ def _merge_file(inv: Inventory, path: Path) -> None:
     for name, body in data.items():
         _load_group(inv, str(name), body, data, parent=None if name == "all" else "all")
     for host in inv.hosts.values():
-        if not any(host.name in g.hosts for g in inv.groups.values() if g.name != "all"):
-            if host.name not in inv.groups["ungrouped"].hosts:
-                inv.groups["ungrouped"].hosts.append(host.name)
+        grouped = any(host.name in g.hosts for g in inv.groups.values() if g.name != "all")
+        if not grouped and host.name not in inv.groups["ungrouped"].hosts:
+            inv.groups["ungrouped"].hosts.append(host.name)
 
 
 def _load_group(inv: Inventory, name: str, body: Any, container: Any, parent: str | None) -> None:

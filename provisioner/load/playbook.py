@@ -390,7 +390,7 @@ class Loader:
             unknown = [k for k in action_keys if lookup_action(str(k)) is None]
             bad = unknown[0] if unknown else action_keys[1]
             hint = _did_you_mean(str(bad), TASK_KEYS)
-            msg = (f"unknown task keyword {bad!r}{hint}" if hint or unknown and len(unknown) < len(action_keys)
+            msg = (f"unknown task keyword {bad!r}{hint}" if hint or (unknown and len(unknown) < len(action_keys))
                    else f"task has more than one module: {', '.join(map(str, action_keys))}")
             raise UserError(msg, raw.where(bad))
         key = str(action_keys[0])

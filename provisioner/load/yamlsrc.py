@@ -81,7 +81,7 @@ def _loader_for(file: str) -> type[yaml.SafeLoader]:
 
 def load_yaml_text(text: str, file: str) -> Any:
     try:
-        return yaml.load(text, Loader=_loader_for(file))  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_loader_for(file))
     except UserError:
         raise
     except yaml.MarkedYAMLError as exc:

@@ -116,7 +116,7 @@ def normalize_args(spec: ModuleSpec, raw: dict[str, Any]) -> dict[str, Any]:
 def _is_list_type(annotation: Any, module: ModuleType) -> bool:
     if isinstance(annotation, str):
         try:
-            annotation = eval(annotation, vars(module))  # noqa: S307 - our own annotation strings
+            annotation = eval(annotation, vars(module))
         except Exception:
             return False
     origin = typing.get_origin(annotation)
@@ -136,5 +136,14 @@ def args_to_wire(args: Any) -> dict[str, Any]:
     return dataclasses.asdict(args)
 
 
-__all__ = ["ModuleSpec", "host_module", "host_modules", "name_index", "canonical_name", "validate_args", "normalize_args",
-           "args_to_wire", "ValidationError"]
+__all__ = [
+    "ModuleSpec",
+    "ValidationError",
+    "args_to_wire",
+    "canonical_name",
+    "host_module",
+    "host_modules",
+    "name_index",
+    "normalize_args",
+    "validate_args",
+]

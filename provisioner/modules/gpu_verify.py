@@ -231,7 +231,7 @@ def verdict(result: dict[str, Any], required: list[str]) -> dict[str, Any]:
         return out
     counted = [c for c in checks if c.get("ok") is not None]
     name = str((result.get("device") or {}).get("name") or "GPU")
-    name = name[len("NVIDIA "):] if name.startswith("NVIDIA ") else name  # noqa: FURB188 - host python 3.7
+    name = name[len("NVIDIA "):] if name.startswith("NVIDIA ") else name
     n = max((p["n"] for p in result.get("perf") or [] if p.get("kernel") == "cublas"), default=None)
     msg = (f"{name}: {len(counted) - len(failing)}/{len(counted)} checks, naive {_tflops(result, 'naive', n)}"
            f" / tiled {_tflops(result, 'tiled', n)} / cuBLAS {_tflops(result, 'cublas', n)} TFLOP/s")

@@ -50,7 +50,7 @@ def fleet_factory(fleet_image, request) -> Callable[..., fleetmod.Fleet]:
     for fl in reversed(fleets):
         try:
             fl.close()
-        except Exception as exc:  # noqa: BLE001 - close all, then report
+        except Exception as exc:
             errors.append("%s: %s" % (fl.id, exc))
     if errors:
         pytest.fail("fleet teardown failed: " + "; ".join(errors))

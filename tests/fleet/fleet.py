@@ -502,7 +502,7 @@ def _close_live_fleets() -> None:
     for fl in list(_live_fleets):
         try:
             fl.close()
-        except Exception as exc:  # noqa: BLE001 - best effort at interpreter exit
+        except Exception as exc:
             print("fleet: teardown at exit failed: %s" % exc, file=sys.stderr)
 
 

@@ -332,7 +332,7 @@ def test_each_failure_is_diagnosed_with_its_fix(
     diagnosis = verify.diagnose(error, context)
     assert diagnosis["code"] == code, diagnosis
     assert in_fix in diagnosis["fix"]
-    assert diagnosis["reason"] and "\n" not in diagnosis["reason"].strip() or code == "nvrtc_compile_error"
+    assert (diagnosis["reason"] and "\n" not in diagnosis["reason"].strip()) or code == "nvrtc_compile_error"
 
 
 def test_a_compile_error_shows_the_nvrtc_log_line() -> None:
