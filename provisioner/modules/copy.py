@@ -177,6 +177,8 @@ def plan(args: Args, host: Host) -> Change:
             pre = mkdir_ops(dest.rstrip("/") or "/", args.directory_mode, args.owner, args.group)
         dest = os.path.join(dest, os.path.basename(args.src.rstrip("/")))
     elif not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+        if host.check_mode:  # an earlier task of this run would have made it
+            return Change(True, "would write %s (its directory does not exist yet)" % dest, data={"dest": dest})
         raise ModuleError(f"Destination directory {os.path.dirname(os.path.abspath(dest))} does not exist")
     if args.follow and os.path.islink(dest):
         dest = os.path.realpath(dest)

@@ -126,6 +126,9 @@ def plan(args: Args, host: Host) -> Change:
     if os.path.isdir(dest):
         dest = os.path.join(dest, url_filename(args.url))
     elif not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+        if host.check_mode:  # an earlier task of this run would have made it
+            return Change(True, "would download %s to %s (its directory does not exist yet)" % (args.url, dest),
+                          data={"dest": dest, "url": args.url})
         raise ModuleError(f"Destination {os.path.dirname(os.path.abspath(dest))} does not exist")
     algorithm, want = expected_checksum(args)
     data: dict[str, Any] = {"dest": dest, "url": args.url}

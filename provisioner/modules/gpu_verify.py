@@ -9,8 +9,9 @@ cuDNN...) is reported line by line. Verification changes nothing, so the task ne
 Check mode runs the verification too (it is read-only): from the installed program when it is current,
 else from a temporary copy that is removed afterwards, and says what a real run would write. A host
 without CuPy yet fails in check mode only when it has no GPU at all: a real run would install CuPy first.
-`probe: true` only looks for a usable CuPy and a GPU on the PCI bus (the role decides from it whether
-to pip-install CuPy); a Python whose `import cupy` worked is remembered by the agent for the run.
+`probe: true` only looks for an installed CuPy (found, not imported: the program imports it once and
+diagnoses a broken one) and a GPU on the PCI bus; the role decides from it whether to pip-install
+CuPy. The Python found is remembered by the agent for the run.
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ TABLE = "gpu_perf.json"
 # The GPU stack: a failure here fails the host. verify.py's other checks are lines of the result.
 GPU_CHECKS = ("gpu_present", "driver", "cupy", "cupy_cuda", "gpu_device", "kernel_compile", "gpu_run",
               "matmul_exact_2048", "matmul_vs_cublas")
-CUPY_PROBE = "import sys, cupy; sys.stdout.write(cupy.__version__)"
+# Finding CuPy must not import it (0.5-1.5 s): the program imports it once, and diagnoses a broken one.
+CUPY_PROBE = (
+    "import importlib.util as u, os, re, sys\n"
+    "s = u.find_spec('cupy')\n"
+    "if s is None or not s.submodule_search_locations: sys.exit('No module named cupy')\n"
+    "p = os.path.join(list(s.submodule_search_locations)[0], '_version.py')\n"
+    "m = re.search(r'__version__\\s*=\\s*.([^\\'\"]+)', open(p).read()) if os.path.exists(p) else None\n"
+    "sys.stdout.write(m.group(1) if m else 'unknown')\n"
+)
 GPU_VENDORS = {"0x10de": "nvidia", "0x1002": "amd"}
 _USABLE: dict[str, str] = {}  # python -> CuPy version, for the life of the agent (positives only)
 

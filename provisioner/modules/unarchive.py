@@ -190,6 +190,9 @@ def plan(args: Args, host: Host) -> Change:
 
 def _plan(args: Args, host: Host, src: str) -> Change:
     dest = os.path.expanduser(args.dest)
+    if host.check_mode and not (os.path.isfile(src) and os.path.isdir(dest)):
+        # an earlier task of this run would have fetched the archive or made the directory
+        return Change(True, f"would unpack {src} into {dest} (not there yet)", data={"dest": dest})
     if not os.path.isfile(src):
         raise ModuleError(f"Source '{src}' does not exist")
     if not os.path.isdir(dest):

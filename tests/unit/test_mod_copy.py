@@ -130,3 +130,12 @@ def test_validate_passes_the_path_as_one_argument(tmp_path: Path) -> None:
     else:
         raise AssertionError("validate should have failed")
     assert os.listdir(spaced) == []  # the temp copy is cleaned up
+
+
+def test_check_mode_into_a_directory_an_earlier_task_would_make(tmp_path: Path) -> None:
+    """--check on a fresh host: the directory is made by an earlier task, so it is not there yet."""
+    dest = tmp_path / "not-yet" / "x.conf"
+    result = run_module("copy", check=True, dest=str(dest), content="x\n")
+    assert result["changed"] and not result["failed"] and "does not exist yet" in result["msg"]
+    assert not dest.parent.exists()
+    assert run_module("copy", dest=str(dest), content="x\n")["failed"]

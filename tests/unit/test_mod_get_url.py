@@ -133,3 +133,10 @@ def test_basic_auth_and_missing_dest_dir(server: Server, tmp_path: Path) -> None
     nodir = run_module("get_url", url=f"{server.base}/pkg.tar.xz", dest=str(tmp_path / "no" / "f"))
     assert nodir["failed"] and "does not exist" in nodir["msg"]
     assert "format" in run_module("get_url", url=f"{server.base}/x", dest=str(dest), checksum="abc")["msg"]
+
+
+def test_check_mode_into_a_directory_not_made_yet(server: Server, tmp_path: Path) -> None:
+    dest = tmp_path / "later" / "pkg.tar.xz"
+    res = run_module("get_url", check=True, url=f"{server.base}/pkg.tar.xz", dest=str(dest))
+    assert res["changed"] and not res["failed"] and "does not exist yet" in res["msg"]
+    assert server.requests == [] and not dest.parent.exists()

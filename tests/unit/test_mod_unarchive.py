@@ -196,3 +196,10 @@ def test_bad_inputs(tmp_path: Path, dest: Path) -> None:
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not an archive at all" * 10)
     assert "not a readable tar" in run_module("unarchive", src=str(junk), dest=str(dest))["msg"]
+
+
+def test_check_mode_with_archive_and_directory_not_there_yet(tmp_path: Path) -> None:
+    result = run_module("unarchive", check=True, src=str(tmp_path / "later.tar.xz"), dest=str(tmp_path / "later"),
+                        remote_src=True)
+    assert result["changed"] and not result["failed"] and "not there yet" in result["msg"]
+    assert not (tmp_path / "later").exists()
