@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from provisioner.template import mark_unsafe
+
 OTHER_NAMES = ("gather_facts",)
 
 
@@ -16,5 +18,5 @@ class ARGS(BaseModel):
 def run(args: ARGS, ctx: Any) -> dict[str, Any]:
     assert ctx.hr.session is not None
     reply = ctx.hr.session.call("facts")
-    ctx.hr.facts = reply.get("facts", {})
+    ctx.hr.facts = mark_unsafe(reply.get("facts", {}))  # what a host says is never templated
     return {"changed": False, "ansible_facts": ctx.hr.facts}

@@ -60,6 +60,7 @@ class Runner:
         self.started = time.monotonic()
         self._results_lock = threading.Lock()
         self._local: AgentSession | None = None
+        self._layer_cache: dict[tuple[Any, ...], Any] = {}
 
     # -- variables -----------------------------------------------------------------------
     def base_layers(self, hr: HostRun, play: Play | None) -> list[Mapping[str, Any]]:
@@ -68,17 +69,29 @@ class Runner:
         roles = play.roles if play else []
         for role in roles:
             layers.append(role.defaults)
-        layers.append(self.inventory.host_vars(hr.name))
-        layers.append(fact_vars(hr.facts))
+        layers.append(self._cached(("inventory", hr.name), lambda: self.inventory.host_vars(hr.name)))
+        layers.append(self._cached(("facts", hr.name, id(hr.facts)), lambda: fact_vars(hr.facts)))
         if play:
             layers.append(play.vars)
-            layers.append(self._vars_files(play, hr))
+            layers.append(self._cached(("vars_files", hr.name, id(play)), lambda: self._vars_files(play, hr)))
             for role in roles:
                 layers.append(role.vars)
         layers.append(hr.host_facts)
         layers.append(hr.registered)
-        layers.append(self.magic_vars(hr, play))
+        layers.append(self._cached(("magic", hr.name, id(play), id(self.play_hosts)),
+                                   lambda: self.magic_vars(hr, play)))
         return layers
+
+    def _cached(self, key: tuple[Any, ...], make: Any) -> Any:
+        """Layers that stay the same for a host during a play, built once instead of per task.
+
+        The values are only read (variables are layered, never written into these dicts).
+        """
+        try:
+            return self._layer_cache[key]
+        except KeyError:
+            value = self._layer_cache[key] = make()
+            return value
 
     def variables_for(self, name: str) -> LazyVars:
         hr = self.hosts.get(name) or HostRun(self.inventory.hosts[name])

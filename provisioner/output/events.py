@@ -46,7 +46,7 @@ class Output:
             self._print(f"[bold]TASK {escape('[' + name + ']')}[/bold]")
 
     def host_result(self, result: TaskResult) -> None:
-        if result.status == SKIPPED and not self.show_skipped:
+        if self.quiet or (result.status == SKIPPED and not self.show_skipped):
             return
         status = result.status
         label = status
