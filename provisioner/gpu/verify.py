@@ -1333,6 +1333,14 @@ def render_text(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+
+def _cannot_run(diagnosis: Dict[str, Any], **extra: Any) -> Dict[str, Any]:
+    """The result when the program could not run its checks at all."""
+    result: Dict[str, Any] = {"schema": SCHEMA_VERSION, "ok": False, "exit_code": EXIT_CANNOT_RUN, "checks": [],
+                              "perf": [], "warnings": [], "diagnosis": diagnosis}
+    result.update(extra)
+    return result
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run, keeping stdout for the single JSON document (anything native code prints goes to stderr)."""
     given = list(argv if argv is not None else sys.argv[1:])
@@ -1347,27 +1355,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args = parse_args(argv)
             result, code = verify(args)
         except _UsageError as exc:
-            result = {
-                "schema": SCHEMA_VERSION,
-                "ok": False,
-                "exit_code": EXIT_CANNOT_RUN,
-                "checks": [],
-                "perf": [],
-                "warnings": [],
-                "diagnosis": {"code": "bad_arguments", "reason": str(exc), "fix": "See `verify.py --help`."},
-            }
+            result = _cannot_run({"code": "bad_arguments", "reason": str(exc), "fix": "See `verify.py --help`."})
             code = EXIT_CANNOT_RUN
         except Exception as exc:
-            result = {
-                "schema": SCHEMA_VERSION,
-                "ok": False,
-                "exit_code": EXIT_CANNOT_RUN,
-                "checks": [],
-                "perf": [],
-                "warnings": [],
-                "diagnosis": diagnose(exc),
-                "error": f"{type(exc).__name__}: {exc}",
-            }
+            result = _cannot_run(diagnose(exc), error=f"{type(exc).__name__}: {exc}")
             code = EXIT_CANNOT_RUN
     finally:
         sys.stdout.flush()

@@ -10,30 +10,19 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from provisioner.host.dispatch import execute_module
-from provisioner.host.runtime import CommandResult, Host
+from provisioner.host.runtime import Host
 from provisioner.modules import host_modules, validate_args
+from tests.unit.modhelp import RecordingHost
 
 pytestmark = pytest.mark.skipif(shutil.which("apt-get") is None or os.geteuid() != 0,
                                 reason="needs apt-get and root")
 TEST_PACKAGES = ("sl", "tree", "sysvbanner", "hello")
-
-
-class RecordingHost(Host):
-    """A real host that also keeps the argv of every command run, to count transactions."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.calls: list[list[str]] = []
-
-    def run(self, argv: Sequence[str], **kw: Any) -> CommandResult:  # type: ignore[override]
-        self.calls.append(list(argv))
-        return super().run(argv, **kw)
 
 
 def apt(host: Host | None = None, **raw: Any) -> dict[str, Any]:

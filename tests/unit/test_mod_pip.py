@@ -8,26 +8,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from provisioner.host.dispatch import execute_module
-from provisioner.host.runtime import CommandResult, Host
+from provisioner.host.runtime import Host
 from provisioner.modules import host_modules, validate_args
 from provisioner.modules.pip import satisfies
-
-
-class RecordingHost(Host):
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.calls: list[list[str]] = []
-
-    def run(self, argv: Sequence[str], **kw: Any) -> CommandResult:  # type: ignore[override]
-        self.calls.append(list(argv))
-        return super().run(argv, **kw)
+from tests.unit.modhelp import RecordingHost
 
 
 def pip(host: Host | None = None, **raw: Any) -> dict[str, Any]:
