@@ -17,14 +17,11 @@ from typing import Any
 
 import pytest
 
+from tests.gpu.cuda import require_cuda_device
+
 pytestmark = pytest.mark.gpu
 
-cupy = pytest.importorskip("cupy")
-try:
-    if cupy.cuda.runtime.getDeviceCount() < 1:
-        pytest.skip("no CUDA device", allow_module_level=True)
-except Exception as exc:
-    pytest.skip(f"no usable CUDA device: {exc}", allow_module_level=True)
+require_cuda_device()
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "tests" / "gpu" / "verify_only.yml"

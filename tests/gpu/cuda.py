@@ -1,0 +1,18 @@
+"""Skip a GPU test module unless CuPy imports and sees a CUDA device (CI has none)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+def require_cuda_device() -> Any:
+    """CuPy, or a module-level skip saying what is missing."""
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device", allow_module_level=True)
+    except Exception as exc:
+        pytest.skip(f"no usable CUDA device: {exc}", allow_module_level=True)
+    return cupy
