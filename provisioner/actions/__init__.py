@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import typing
-from collections.abc import Callable
 from dataclasses import MISSING, dataclass
 from functools import cache
 from pathlib import Path
@@ -169,5 +168,3 @@ def _adapter(tp: Any) -> TypeAdapter[Any]:
     except TypeError:  # unhashable annotation
         return TypeAdapter(tp)
 
-
-ActionRun = Callable[[Any, Any], dict[str, Any]]

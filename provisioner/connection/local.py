@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -77,5 +76,3 @@ class LocalConnection:
             s.close()
         self._streams.clear()
 
-    def describe(self, argv: list[str]) -> str:
-        return " ".join(shlex.quote(a) for a in argv)

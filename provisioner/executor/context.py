@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 from provisioner.connection.agent_client import AgentSession
 from provisioner.executor.results import HostStats
 from provisioner.load.inventory import Host, Inventory
-from provisioner.template import LazyVars, Templar
 
 
 @dataclass
@@ -31,7 +29,6 @@ class RunOptions:
     accept_new_host_keys: bool = False
     connect_timeout: float = 10.0
     report_path: Path | None = None
-    step_timeout: float | None = None
 
 
 @dataclass
@@ -48,7 +45,6 @@ class HostRun:
     unreachable: bool = False
     failed: bool = False
     stopped: bool = False  # ended by any_errors_fatal, max_fail_percentage or meta: end_host
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def name(self) -> str:
@@ -80,8 +76,4 @@ def fact_vars(facts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def make_vars(layers: list[Mapping[str, Any]], templar: Templar) -> LazyVars:
-    return LazyVars(layers, templar)
-
-
-__all__ = ["HostRun", "HostVars", "Inventory", "RunOptions", "fact_vars", "make_vars"]
+__all__ = ["HostRun", "HostVars", "Inventory", "RunOptions", "fact_vars"]

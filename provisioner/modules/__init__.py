@@ -132,14 +132,9 @@ def validate_args(spec: ModuleSpec, raw: dict[str, Any]) -> Any:
     return spec.adapter.validate_python(normalize_args(spec, raw))
 
 
-def args_to_wire(args: Any) -> dict[str, Any]:
-    return dataclasses.asdict(args)
-
-
 __all__ = [
     "ModuleSpec",
     "ValidationError",
-    "args_to_wire",
     "canonical_name",
     "host_module",
     "host_modules",

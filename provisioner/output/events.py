@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -117,11 +116,3 @@ def render_diff(diff: dict[str, Any]) -> str:
                                  fromfile=f"before: {path}", tofile=f"after: {path}")
     return "".join(lines).rstrip("\n")
 
-
-class Timer:
-    def __init__(self) -> None:
-        self.t0 = time.monotonic()
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.t0
