@@ -31,8 +31,9 @@ class AgentSession:
     def start(self, first: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Open the connection, start the agent and (optionally) send a first request with it."""
         self.connection.open()
-        # -I: the host's PYTHON* variables and user site-packages must not change the agent (and it starts faster)
-        self.stream = self.connection.start([self.python, "-I", "-c", BOOT_CODE])
+        # -I: the host's PYTHON* variables and user site-packages must not change the agent.
+        # -S: no `site` (the agent needs only the standard library): ~3 ms less per host.
+        self.stream = self.connection.start([self.python, "-I", "-S", "-c", BOOT_CODE])
         payload = BOOT_MARKER + b"\n" + bundle_line()
         if first is None:
             self.stream.write(payload)

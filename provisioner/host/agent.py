@@ -10,17 +10,15 @@ command it is running and exits: nothing is left behind on the host.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import importlib
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
 import threading
-import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from provisioner.host import runtime
 from provisioner.host.dispatch import execute_module
@@ -62,11 +60,11 @@ class SubAgent:
         python = sys.executable or "python3"
         boot = _boot_code()
         if os.geteuid() == 0 and user == "root":
-            argv = [python, "-I", "-c", boot]
+            argv = [python, "-I", "-S", "-c", boot]
         elif password:
-            argv = ["sudo", "-H", "-S", "-p", "[provision-sudo]", "-u", user, "--", python, "-I", "-c", boot]
+            argv = ["sudo", "-H", "-S", "-p", "[provision-sudo]", "-u", user, "--", python, "-I", "-S", "-c", boot]
         else:
-            argv = ["sudo", "-H", "-n", "-u", user, "--", python, "-I", "-c", boot]
+            argv = ["sudo", "-H", "-n", "-u", user, "--", python, "-I", "-S", "-c", boot]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert self.proc.stdin is not None
         if password and argv[0] == "sudo":
@@ -145,14 +143,14 @@ class Agent:
         if op == "put":
             host = Host()
             mode = req.get("mode")
-            host.write_atomic(req["path"], base64.b64decode(req["data"]),
+            host.write_atomic(req["path"], binascii.a2b_base64(req["data"]),
                               mode=runtime.parse_mode(mode) if mode is not None else None)
             return {"path": req["path"]}
         if op == "get":
             data = Host().read_bytes(req["path"])
             if data is None:
                 return {"failed": True, "msg": "no such file: %s" % req["path"]}
-            return {"data": base64.b64encode(data).decode()}
+            return {"data": binascii.b2a_base64(data, newline=False).decode()}
         return {"failed": True, "msg": "unknown request %r" % op}
 
     def run_module(self, req: Dict[str, Any]) -> Dict[str, Any]:
@@ -178,21 +176,46 @@ def _boot_code() -> str:
 # The one line a host's python3 runs: skip anything before the marker (a sudo password
 # line that sudo did not ask for), then read the bundle and start the agent.
 BOOT_CODE = (
-    "import sys,zlib,base64\n"
+    "import sys,zlib,binascii\n"
     "r=sys.stdin.buffer\n"
     "while r.readline().rstrip()!=b'#provision-boot':pass\n"
     "_L=r.readline()\n"
-    "exec(zlib.decompress(base64.b64decode(_L)))"
+    "_D=zlib.decompress(binascii.a2b_base64(_L))\n"
+    "_i=_D.index(b'\\0')\n"
+    "exec(_D[:_i])"
 )
 
 
-def serve(bundle_line: bytes) -> None:
-    """Read requests from stdin until it closes; answer each on stdout."""
+class _Lines:
+    """The reader thread's lines, in order, for the main loop (queue.Queue without its import)."""
+
+    def __init__(self) -> None:
+        self._items: List[Optional[bytes]] = []
+        self._ready = threading.Condition()
+
+    def put(self, item: Optional[bytes]) -> None:
+        with self._ready:
+            self._items.append(item)
+            self._ready.notify()
+
+    def get(self) -> Optional[bytes]:
+        with self._ready:
+            while not self._items:
+                self._ready.wait()
+            return self._items.pop(0)
+
+
+def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None) -> None:
+    """Read requests from stdin until it closes; answer each on stdout.
+
+    `at_exit` runs once the controller is gone (it writes the host's code cache); then the
+    process ends without the interpreter's teardown, which would cost the host a few ms.
+    """
     _track_popen()
     agent = Agent(bundle_line)
     stdin = sys.stdin.buffer
     out = sys.stdout.buffer
-    requests: "queue.Queue[Optional[bytes]]" = queue.Queue()
+    requests = _Lines()
     closed = threading.Event()
 
     def reader() -> None:
@@ -230,4 +253,9 @@ def serve(bundle_line: bytes) -> None:
         except BrokenPipeError:
             break
     _kill_children()
-    time.sleep(0)
+    if at_exit is not None:
+        at_exit()
+    try:
+        out.flush()
+    finally:
+        os._exit(0)

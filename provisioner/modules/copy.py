@@ -12,18 +12,15 @@ backups, `validate` on a temp copy, and the plan/apply of a write with its attri
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import shlex
-import shutil
 import stat as st_mod
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.host.runtime import Change, Host, ModuleError, parse_mode, text_diff
+from provisioner.host.runtime import Change, Host, ModuleError, new_hash, parse_mode, text_diff
 from provisioner.modules.file import Op, attr_ops, attrs_text, current_mode, mkdir_ops, path_info, run_ops
 
 MAX_DIFF_SIZE = 104448  # Ansible's default max_diff_size
@@ -65,6 +62,7 @@ class Write:
 def backup_local(path: str) -> str:
     """Ansible's backup: a copy beside the file named path.PID.YYYY-MM-DD@HH:MM:SS~ (times, owner kept)."""
     dest = f"{path}.{os.getpid()}.{time.strftime('%Y-%m-%d@%H:%M:%S~')}"
+    import shutil  # only here: importing it (with bz2, lzma) costs every host ~2 ms
     shutil.copy2(path, dest)
     if os.geteuid() == 0:
         st = os.stat(path)
@@ -76,6 +74,7 @@ def validate_bytes(host: Host, validate: str, data: bytes, mode: int | None) -> 
     """Run `validate` (e.g. 'visudo -cf %s') on a temp file holding data; %s is one argv element."""
     if "%s" not in validate:
         raise ModuleError(f"validate must contain %s: {validate}")
+    import tempfile  # only for `validate`: every host would pay its import otherwise
     fd, tmp = tempfile.mkstemp(prefix="provision-validate-", dir=host.tmpdir)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -114,7 +113,7 @@ def _shown(data: bytes | None) -> str:
             raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return f"(binary: {len(data)} bytes, sha1 {hashlib.sha1(data).hexdigest()})\n"
+        return f"(binary: {len(data)} bytes, sha1 {new_hash('sha1', data).hexdigest()})\n"
 
 
 def plan_content(host: Host, args: Any, path: str, after: bytes, msg: str, data: dict[str, Any],
@@ -188,13 +187,13 @@ def plan(args: Args, host: Host) -> Change:
     mode = args.mode
     if mode == "preserve":  # keep src's mode; for a controller src the controller sends the mode itself
         mode = f"{st_mod.S_IMODE(os.stat(args.src).st_mode):04o}" if args.remote_src and args.src else None
-    checksum = hashlib.sha1(body).hexdigest()
+    checksum = new_hash("sha1", body).hexdigest()
     if args.checksum and args.checksum != checksum:
         raise ModuleError("Copied file does not match the expected checksum. Transfer failed.",
                           checksum=checksum)
     data: dict[str, Any] = {"dest": dest, "src": args.src, "checksum": checksum, "size": len(body)}
     try:
-        data["md5sum"] = hashlib.md5(body).hexdigest()
+        data["md5sum"] = new_hash("md5", body).hexdigest()
     except ValueError:  # FIPS mode
         pass
     exists = os.path.lexists(dest)

@@ -106,11 +106,11 @@ def gpu_vendor(root: str = "/sys/bus/pci/devices") -> str | None:
 
 
 def program_source() -> bytes:
-    """verify.py as shipped in the agent's bundle (kept in __main__._SOURCES), or from disk in-process."""
+    """verify.py as shipped in the agent's bundle (bytes in __main__._SOURCES), or from disk in-process."""
     main = sys.modules.get("__main__")
     sources = getattr(main, "_SOURCES", None)
-    if isinstance(sources, dict) and "provisioner.gpu.verify" in sources:
-        return sources["provisioner.gpu.verify"].encode("utf-8")
+    if isinstance(sources, dict) and isinstance(sources.get("provisioner.gpu.verify"), bytes):
+        return sources["provisioner.gpu.verify"]
     import importlib.util
     spec = importlib.util.find_spec("provisioner.gpu.verify")
     if spec is None or not spec.origin or not os.path.isfile(spec.origin):

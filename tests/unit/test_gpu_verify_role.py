@@ -223,7 +223,7 @@ def test_in_check_mode_a_host_not_provisioned_yet_does_not_fail(tmp_path: Path) 
 
 def test_the_program_comes_from_the_agents_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
     main = type(sys)("__main__")
-    main._SOURCES = {"provisioner.gpu.verify": "print('bundled')\n"}  # type: ignore[attr-defined]
+    main._SOURCES = {"provisioner.gpu.verify": b"print('bundled')\n"}  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "__main__", main)
     assert mod.program_source() == b"print('bundled')\n"
 
