@@ -127,7 +127,7 @@ def _apply(args: argparse.Namespace, playbook: Any, inventory: Any, options: Any
     stats = {name: hr.stats for name, hr in runner.hosts.items()}
     output.recap(stats, elapsed)
     from provisioner.output.summary import print_summaries
-    print_summaries(runner.results, output.console)
+    print_summaries(runner.results, lambda: output.console)
     if options.report_path:
         write_report(options.report_path, runner, elapsed)
     if runner.interrupted.is_set():

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def gpu_results(results: list[Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -31,10 +33,13 @@ def gpu_rows(results: list[Any]) -> list[Any]:
             for row, (_host, data) in zip(rows, found)]
 
 
-def print_summaries(results: list[Any], console: Console) -> None:
+def print_summaries(results: list[Any], console: Console | Callable[[], Console]) -> None:
+    """The tables after the recap; `console` may be a factory, called only when there is one."""
     rows = gpu_rows(results)
     if not rows:
         return
+    if callable(console):
+        console = console()
     from provisioner.output.gpu_table import render_gpu_table, render_gpu_text
 
     console.print()
