@@ -55,6 +55,26 @@ def _known_host_entries(path: Path) -> list[tuple[str, paramiko.PKey]]:
     return entries
 
 
+_KEYS: dict[tuple[str, int], paramiko.PKey] = {}
+
+
+def _key_arguments(path: str) -> dict[str, Any]:
+    """`pkey=` with the key read once per run for all hosts; `key_filename=` (paramiko reads it,
+    trying each key type in turn) for a key with a passphrase or a certificate beside it."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return {"key_filename": path}
+    with _KNOWN_HOSTS_LOCK:
+        key = _KEYS.get((path, mtime))
+        if key is None and not os.path.exists(path + "-cert.pub"):
+            try:
+                key = _KEYS[(path, mtime)] = paramiko.PKey.from_path(path)
+            except Exception:  # encrypted, or a format from_path does not know: let connect() say why
+                key = None
+    return {"pkey": key} if key is not None else {"key_filename": path}
+
+
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
     """Record an unknown host's key in the known_hosts file (never replaces a known one)."""
 
@@ -135,17 +155,21 @@ class SSHConnection:
 
     def open(self) -> None:
         client = paramiko.SSHClient()
+        wanted = known_hosts_name(self.address, self.port)
         for f in self.known_hosts:
             keys = client.get_host_keys()
             for hostname, key in _known_host_entries(f):
-                keys.add(hostname, key.get_name(), key)
+                # Only this host's lines (and hashed ones, matched by paramiko): HostKeys.add scans
+                # what it holds, so adding a 50-host file for each of 50 hosts was 50^3 steps.
+                if hostname == wanted or hostname.startswith("|1|"):
+                    keys.add(hostname, key.get_name(), key)
         client.set_missing_host_key_policy(_AcceptNewPolicy(self.known_hosts[0]) if self.accept_new
                                            else _RejectPolicy(self.known_hosts))
         kwargs: dict[str, Any] = dict(hostname=self.address, port=self.port, username=self.user,
                                       timeout=self.timeout, banner_timeout=self.timeout,
                                       auth_timeout=self.timeout, compress=False)
         if self.key_file:
-            kwargs.update(key_filename=os.path.expanduser(self.key_file), look_for_keys=False, allow_agent=False)
+            kwargs.update(_key_arguments(os.path.expanduser(self.key_file)), look_for_keys=False, allow_agent=False)
         if self.password:
             kwargs["password"] = self.password
         where = f"{self.user}@{self.address}:{self.port}"
