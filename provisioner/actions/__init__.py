@@ -1,22 +1,19 @@
 """Every name a task may use: host modules (run on the host) and controller actions.
 
-A controller action is a file here with `ARGS` (a pydantic model, or None to skip
-checking) and `run(args, ctx) -> dict`; it may call host modules through `ctx`. Host
-modules come from `provisioner.modules`. An action file with `WRAPS = "<module>"` takes
-that host module's arguments (e.g. `template` and `copy` read a local file, then ship
-its content to the host's `copy`).
+A controller action is a file here with `ARGS` (an argument dataclass that
+`provisioner.validate` checks, or None to skip checking) and `run(args, ctx) -> dict`;
+it may call host modules through `ctx`. Host modules come from `provisioner.modules`. An
+action file with `WRAPS = "<module>"` takes that host module's arguments (e.g. `template`
+and `copy` read a local file, then ship its content to the host's `copy`).
 """
 
 from __future__ import annotations
 
 import importlib
-import typing
-from dataclasses import MISSING, dataclass
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from provisioner.errors import Position, UserError
 from provisioner.modules import (
@@ -28,6 +25,7 @@ from provisioner.modules import (
     normalize_args,
 )
 from provisioner.template import is_template
+from provisioner.validate import ArgsError, arg_fields, validate, validate_model
 
 if TYPE_CHECKING:
     from provisioner.load.playbook import Loader, Task
@@ -96,7 +94,6 @@ def all_action_names() -> list[str]:
 def check_module_args(spec: ModuleSpec, raw: dict[str, Any], pos: Position, name: str) -> None:
     args = normalize_args(spec, {k: v for k, v in raw.items()})
     fields = spec.fields
-    hints = _hints(spec.args_type)
     for key, value in args.items():
         if key not in fields:
             from provisioner.load.playbook import _did_you_mean
@@ -106,39 +103,39 @@ def check_module_args(spec: ModuleSpec, raw: dict[str, Any], pos: Position, name
         if _contains_template(value):
             continue
         try:
-            _adapter(hints[key]).validate_python(value)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise UserError(f"argument {key!r} of {name!r}: {err['msg'].lower()} (got {value!r})", pos) from None
+            validate(fields[key].annotation, value)
+        except ArgsError as exc:
+            raise UserError(f"argument {key!r} of {name!r}: {exc.msg.lower()} (got {value!r})", pos) from None
     for fname, fld in fields.items():
-        if fld.default is MISSING and fld.default_factory is MISSING and fname not in args:
+        if fld.required and fname not in args:
             raise UserError(f"module {name!r} needs argument {fname!r}", pos)
 
 
-def check_model_args(model: type[BaseModel], raw: dict[str, Any], pos: Position, name: str,
+def check_model_args(model: type, raw: dict[str, Any], pos: Position, name: str,
                      free_form: str | None) -> None:
     if free_form and "_raw_params" in raw:
         raw = {**{k: v for k, v in raw.items() if k != "_raw_params"}, free_form: raw["_raw_params"]}
+    named = [f for f in arg_fields(model) if not f.extras]
+    names = {f.name: f for f in named}
     for given in raw:
-        if given not in model.model_fields and not any(
-                f.alias == given for f in model.model_fields.values()):
-            if getattr(model, "model_config", {}).get("extra") == "allow":
-                continue
+        if given not in names and not any(f.alias == given for f in named):
+            if len(named) < len(arg_fields(model)):
+                continue  # the model collects unnamed arguments
             from provisioner.load.playbook import _did_you_mean
-            allowed = ", ".join(sorted(model.model_fields))
+            allowed = ", ".join(sorted(names))
             raise UserError(f"module {name!r} has no argument {given!r}"
-                            f"{_did_you_mean(str(given), model.model_fields)};"
+                            f"{_did_you_mean(str(given), names)};"
                             f" expected one of: {allowed}", pos)
     literal = {k: v for k, v in raw.items() if not _contains_template(v)}
     try:
-        model.model_validate(literal)
-    except ValidationError as exc:
-        for err in exc.errors():
-            key: Any = err["loc"][0] if err["loc"] else None
-            if err["type"] == "missing" and key is not None and key in raw:
+        validate_model(model, literal)
+    except ArgsError as exc:
+        for err in exc.errors:
+            key: Any = err.loc[0] if err.loc else None
+            if err.type == "missing" and key is not None and key in raw:
                 continue  # given, but templated: checked at run time
             what = f"argument {key!r}" if key is not None else "arguments"
-            raise UserError(f"{what} of {name!r}: {err['msg'].lower()}", pos) from None
+            raise UserError(f"{what} of {name!r}: {err.msg.lower()}", pos) from None
 
 
 def _contains_template(value: Any) -> bool:
@@ -149,22 +146,3 @@ def _contains_template(value: Any) -> bool:
     if isinstance(value, list):
         return any(_contains_template(v) for v in value)
     return False
-
-
-@cache
-def _hints(args_type: type) -> dict[str, Any]:
-    import sys
-    return typing.get_type_hints(args_type, vars(sys.modules[args_type.__module__]))
-
-
-@cache
-def _adapter_cached(tp: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(tp)
-
-
-def _adapter(tp: Any) -> TypeAdapter[Any]:
-    try:
-        return _adapter_cached(tp)
-    except TypeError:  # unhashable annotation
-        return TypeAdapter(tp)
-

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from provisioner.validate import alias
 
 NAME = "assert"
 
 
-class ARGS(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+@dataclass
+class ARGS:
     that: Any
-    fail_msg: Any = Field(default=None, alias="msg")
+    fail_msg: Any = field(default=None, metadata=alias("msg"))
     success_msg: Any = "All assertions passed"
     quiet: bool = False
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
 
-
-class ARGS(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass
+class ARGS:
     msg: Any = "Failed as requested from task"
 
 

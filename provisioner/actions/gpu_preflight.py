@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from collections import ChainMap
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from provisioner import compat
 
@@ -33,10 +31,10 @@ REQUEST_VARS = {
 REDIST_JSON = "https://developer.download.nvidia.com/compute/cudnn/redist/redistrib_{release}.json"
 
 
-class ARGS(BaseModel):
+@dataclass
+class ARGS:
     """Any request key given here overrides the variable of the same name (for one-off checks)."""
 
-    model_config = ConfigDict(extra="forbid")
     gpu_stack: str | None = None
     cuda_version: Any = None
     cuda_versions: list[Any] | None = None
@@ -132,7 +130,7 @@ def summary(plan: Mapping[str, Any]) -> str:
 
 
 def run(args: ARGS, ctx: Any) -> dict[str, Any]:
-    overrides = {k: v for k, v in args.model_dump().items() if v is not None}
+    overrides = {k: v for k, v in asdict(args).items() if v is not None}
     if "cuda_version" in overrides:     # an explicit version here is the default toolkit, alone
         overrides.setdefault("cuda_default_version", overrides["cuda_version"])
         overrides.setdefault("cuda_versions", [])

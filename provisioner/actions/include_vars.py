@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from provisioner.errors import TemplateError
 from provisioner.load.yamlsrc import load_yaml_file
@@ -13,8 +12,8 @@ from provisioner.load.yamlsrc import load_yaml_file
 FREE_FORM = "file"
 
 
-class ARGS(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass
+class ARGS:
     file: str | None = None
     dir: str | None = None
     name: str | None = None

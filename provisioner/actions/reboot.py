@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from provisioner.connection.base import Unreachable
 
 
-class ARGS(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass
+class ARGS:
     reboot_timeout: float = 600
     connect_timeout: float | None = None
     pre_reboot_delay: float = 0

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from provisioner.errors import UserError
 from provisioner.template import mark_unsafe
+from provisioner.validate import EXTRAS
 
 
-class ARGS(BaseModel):
-    model_config = ConfigDict(extra="allow")
+@dataclass
+class ARGS:
     cacheable: bool = False
+    # every other argument: a variable to set
+    facts: dict[str, Any] = field(default_factory=dict, metadata=EXTRAS)
 
 
 def check(task: Any, loader: Any) -> None:
@@ -25,5 +27,5 @@ def check(task: Any, loader: Any) -> None:
 def run(args: ARGS, ctx: Any) -> dict[str, Any]:
     # the values are already rendered: whatever still looks like Jinja came from data (a host's
     # output, a file) and is never rendered again
-    facts = mark_unsafe(dict(args.model_extra or {}))
+    facts = mark_unsafe(dict(args.facts))
     return {"changed": False, "ansible_facts": facts, "_set_facts": facts}

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from provisioner.template import mark_unsafe
+from provisioner.validate import EXTRAS
 
 OTHER_NAMES = ("gather_facts",)
 
 
-class ARGS(BaseModel):
-    model_config = ConfigDict(extra="allow")
+@dataclass
+class ARGS:
+    # whatever else is given is accepted, and ignored
+    other: dict[str, Any] = field(default_factory=dict, metadata=EXTRAS)
 
 
 def run(args: ARGS, ctx: Any) -> dict[str, Any]:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from provisioner.errors import TemplateError
+from provisioner.validate import alias
 
 
-class ARGS(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+@dataclass
+class ARGS:
     src: str
     dest: str
     mode: Any = None
@@ -19,7 +19,7 @@ class ARGS(BaseModel):
     group: str | None = None
     backup: bool = False
     force: bool = True
-    validate_cmd: str | None = Field(default=None, alias="validate")
+    validate_cmd: str | None = field(default=None, metadata=alias("validate"))
     newline_sequence: str = "\n"
     trim_blocks: bool = True
     lstrip_blocks: bool = False

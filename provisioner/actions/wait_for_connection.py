@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
 
-
-class ARGS(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass
+class ARGS:
     timeout: float = 600
     delay: float = 0
     sleep: float = 1

@@ -21,6 +21,7 @@ from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHAB
 from provisioner.load.playbook import Task
 from provisioner.modules import validate_args
 from provisioner.template import LazyVars, _bool, mark_unsafe
+from provisioner.validate import ArgsError, as_dict, validate_model
 
 if TYPE_CHECKING:
     from provisioner.executor.run import Runner
@@ -294,30 +295,26 @@ class TaskRunner:
             if free and "_raw_params" in args:
                 args[free] = args.pop("_raw_params")
             if model is not None:
-                from pydantic import ValidationError
                 try:
-                    args = model.model_validate(args)
-                except ValidationError as exc:
-                    err = exc.errors()[0]
-                    where = ".".join(str(x) for x in err["loc"])
-                    return {"failed": True, "msg": f"argument {where!r} of {task.action!r}: {err['msg'].lower()}"}
+                    args = validate_model(model, args)
+                except ArgsError as exc:
+                    where = ".".join(str(x) for x in exc.loc)
+                    return {"failed": True, "msg": f"argument {where!r} of {task.action!r}: {exc.msg.lower()}"}
             return dict(spec.controller.run(args, ctx))
         return self.call_module(hr, spec, args, check, diff, env, become, session)
 
     def call_module(self, hr: HostRun, spec: ActionSpec, args: dict[str, Any], check: bool, diff: bool,
                     env: dict[str, str], become: dict[str, Any] | None,
                     session: Any = None) -> dict[str, Any]:
-        from pydantic import ValidationError
         assert spec.host_module is not None
         try:
             validated = validate_args(spec.host_module, args)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(x) for x in err["loc"])
-            return {"failed": True, "msg": f"argument {where!r} of {spec.name!r}: {err['msg'].lower()}"}
+        except ArgsError as exc:
+            where = ".".join(str(x) for x in exc.loc)
+            return {"failed": True, "msg": f"argument {where!r} of {spec.name!r}: {exc.msg.lower()}"}
         request: dict[str, Any] = {
             "module": spec.host_module.module.__name__.rsplit(".", 1)[-1],
-            "args": dataclasses.asdict(validated), "check": check, "diff": diff, "env": env,
+            "args": as_dict(validated), "check": check, "diff": diff, "env": env,
         }
         if become:
             request["become"] = become

@@ -1,12 +1,11 @@
 """The registry of host-side modules: each file here is one module, found by its name.
 
 Module files run on the managed host (standard library only); the controller imports
-them too, to validate arguments with pydantic against each module's `Args` dataclass.
+them too, to check arguments against each module's `Args` dataclass (`provisioner.validate`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import re
 import types
@@ -17,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from provisioner.validate import ArgField, ArgsError, arg_fields, validate
 
 PACKAGE_DIR = Path(__file__).parent
 PREFIXES = ("ansible.builtin.", "ansible.legacy.", "ansible.posix.", "community.general.", "provision.")
@@ -34,18 +33,14 @@ class ModuleSpec:
     free_form: str | None
 
     @property
-    def adapter(self) -> TypeAdapter[Any]:
-        return _adapter(self.args_type)
-
-    @property
-    def fields(self) -> dict[str, dataclasses.Field[Any]]:
-        return {f.name: f for f in dataclasses.fields(self.args_type)}
+    def fields(self) -> dict[str, ArgField]:
+        """The arguments by name: annotation (resolved), default, default_factory."""
+        return _fields(self.args_type)
 
 
 @cache
-def _adapter(args_type: type) -> TypeAdapter[Any]:
-    """Built on first use: most runs validate a handful of the modules."""
-    return TypeAdapter(args_type)
+def _fields(args_type: type) -> dict[str, ArgField]:
+    return {f.name: f for f in arg_fields(args_type)}
 
 
 def canonical_name(name: str) -> str:
@@ -82,9 +77,7 @@ def _module_index() -> dict[str, str]:
 @cache
 def _spec_for_stem(stem: str) -> ModuleSpec:
     mod = importlib.import_module(f"{__name__}.{stem}")
-    args_type = mod.Args
-    args_type.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
-    return ModuleSpec(name=getattr(mod, "NAME", stem), module=mod, args_type=args_type,
+    return ModuleSpec(name=getattr(mod, "NAME", stem), module=mod, args_type=mod.Args,
                       aliases=dict(getattr(mod, "ALIASES", {})), free_form=getattr(mod, "FREE_FORM", None))
 
 
@@ -108,31 +101,30 @@ def normalize_args(spec: ModuleSpec, raw: dict[str, Any]) -> dict[str, Any]:
             name = spec.free_form
         out[name] = value
     for name, fld in spec.fields.items():
-        if name in out and isinstance(out[name], str) and _is_list_type(fld.type, spec.module):
+        if name in out and isinstance(out[name], str) and _is_list_type(fld.annotation):
             out[name] = [v.strip() for v in out[name].split(",") if v.strip()]
     return out
 
 
-def _is_list_type(annotation: Any, module: ModuleType) -> bool:
-    if isinstance(annotation, str):
-        try:
-            annotation = eval(annotation, vars(module))
-        except Exception:
-            return False
+def _is_list_type(annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
     if origin in (list, typing.List):
         return True
     if origin is typing.Union or origin is types.UnionType:
-        return any(_is_list_type(a, module) for a in typing.get_args(annotation))
+        return any(_is_list_type(a) for a in typing.get_args(annotation))
     return False
 
 
 def validate_args(spec: ModuleSpec, raw: dict[str, Any]) -> Any:
-    """Return the module's Args instance, or raise pydantic's ValidationError."""
-    return spec.adapter.validate_python(normalize_args(spec, raw))
+    """Return the module's Args instance, or raise ArgsError (the first error: `.loc`, `.msg`)."""
+    return validate(spec.args_type, normalize_args(spec, raw))
+
+
+ValidationError = ArgsError  # the name this error had when pydantic raised it
 
 
 __all__ = [
+    "ArgsError",
     "ModuleSpec",
     "ValidationError",
     "canonical_name",

@@ -10,16 +10,19 @@ table at the end pins the wording on its own, should pydantic ever leave.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing
 from collections import deque
 from types import MappingProxyType
 from typing import Any, Literal
 
 import pytest
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from provisioner.modules import host_module, host_modules
-from provisioner.validate import EXTRAS, ArgsError, alias, arg_fields, validate, validate_model
+from provisioner.actions import check_model_args, check_module_args
+from provisioner.errors import Position, UserError
+from provisioner.modules import host_module, host_modules, validate_args
+from provisioner.validate import EXTRAS, ArgsError, alias, arg_fields, as_dict, validate, validate_model
 
 
 class Sub(str):
@@ -181,3 +184,250 @@ def test_module_args_are_decided_as_pydantic_decided(name: str, monkeypatch: pyt
     differ = [(c, outcome(adapter.validate_python, c), outcome(lambda x: validate(spec.args_type, x), c))
               for c in cases]
     assert [d for d in differ if d[1] != d[2]] == []
+
+
+def test_validate_args_applies_aliases_and_comma_lists_then_checks() -> None:
+    spec = host_module("apt")
+    assert spec is not None
+    args = validate_args(spec, {"pkg": "a, b,,c", "update_cache": "yes"})
+    assert (args.name, args.update_cache) == (["a", "b", "c"], True)
+    assert as_dict(args)["name"] == ["a", "b", "c"]
+    with pytest.raises(ArgsError) as exc:
+        validate_args(spec, {"name": "a", "update_cache": "maybe"})
+    assert (exc.value.loc, exc.value.msg) == (("update_cache",),
+                                              "Input should be a valid boolean, unable to interpret input")
+
+
+# -- controller actions: the ARGS dataclasses against the pydantic models they replaced ------
+
+class DebugModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    msg: Any = None
+    var: str | None = None
+    verbosity: int = 0
+
+
+class FailModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    msg: Any = "Failed as requested from task"
+
+
+class AssertModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    that: Any
+    fail_msg: Any = Field(default=None, alias="msg")
+    success_msg: Any = "All assertions passed"
+    quiet: bool = False
+
+
+class IncludeVarsModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str | None = None
+    dir: str | None = None
+    name: str | None = None
+    files_matching: str | None = None
+    ignore_unknown_extensions: bool = False
+
+
+class PauseModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = 0
+    minutes: float = 0
+    prompt: str | None = None
+    echo: bool = True
+
+
+class PingModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: str = "pong"
+
+
+class RebootModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reboot_timeout: float = 600
+    connect_timeout: float | None = None
+    pre_reboot_delay: float = 0
+    post_reboot_delay: float = 0
+    test_command: str = "whoami"
+    msg: str = "Reboot initiated by provision"
+    reboot_command: str | None = None
+    boot_time_command: str = "cat /proc/sys/kernel/random/boot_id"
+
+
+class SetFactModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    cacheable: bool = False
+
+
+class SetupModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TemplateModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    src: str
+    dest: str
+    mode: Any = None
+    owner: str | None = None
+    group: str | None = None
+    backup: bool = False
+    force: bool = True
+    validate_cmd: str | None = Field(default=None, alias="validate")
+    newline_sequence: str = "\n"
+    trim_blocks: bool = True
+    lstrip_blocks: bool = False
+    output_encoding: str = "utf-8"
+
+
+class WaitForConnectionModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timeout: float = 600
+    delay: float = 0
+    sleep: float = 1
+    connect_timeout: float = 5
+
+
+class GpuPreflightModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gpu_stack: str | None = None
+    cuda_version: Any = None
+    cuda_versions: list[Any] | None = None
+    cuda_method: str | None = None
+    nvidia_driver_branch: Any = None
+    cudnn_version: Any = None
+    cudnn_method: str | None = None
+    rocm_version: Any = None
+    gpu_force: bool | None = None
+
+
+MODELS: dict[str, type[BaseModel]] = {
+    "debug": DebugModel, "fail": FailModel, "assert": AssertModel, "include_vars": IncludeVarsModel,
+    "pause": PauseModel, "ping": PingModel, "reboot": RebootModel, "set_fact": SetFactModel, "setup": SetupModel,
+    "template": TemplateModel, "wait_for_connection": WaitForConnectionModel, "gpu_preflight": GpuPreflightModel,
+}
+
+
+def _action_args(stem: str) -> type:
+    return importlib.import_module(f"provisioner.actions.{stem}").ARGS  # type: ignore[no-any-return]
+
+
+def test_every_action_with_args_has_its_reference_model_here() -> None:
+    from pathlib import Path
+
+    import provisioner.actions as actions
+    with_args = {p.stem for p in Path(actions.__file__).parent.glob("*.py")
+                 if not p.stem.startswith("_") and "\nclass ARGS" in p.read_text()}
+    assert with_args == set(MODELS)
+
+
+def _model_dump(result: Any) -> dict[str, Any]:
+    if isinstance(result, BaseModel):
+        return {**result.model_dump(), **(result.model_extra or {})}
+    data = as_dict(result)
+    for f in arg_fields(type(result)):
+        if f.extras:
+            data.update(data.pop(f.name))
+    return data
+
+
+@pytest.mark.parametrize("stem", sorted(MODELS))
+def test_action_args_are_decided_as_their_pydantic_model_decided(stem: str) -> None:
+    model, args_type = MODELS[stem], _action_args(stem)
+    names = [*model.model_fields, *(f.alias for f in model.model_fields.values() if f.alias)]
+    required = {n: "x" for n, f in model.model_fields.items() if f.is_required()}
+    cases: list[dict[Any, Any]] = [{}, required, {**required, "unknown": 1, "other": [1]}, {1: 2, **required}]
+    for name in names:
+        cases += [{**required, name: v} for v in FIELD_VALUES]
+    if stem == "assert":
+        cases += [{"that": 1, "msg": "a", "fail_msg": "b"}, {"that": 1, "fail_msg": "b", "msg": 5}]
+    if stem == "template":
+        cases += [{"src": "s", "dest": "d", "validate": "a", "validate_cmd": 5}]
+
+    def old(data: Any) -> Any:
+        return _model_dump(model.model_validate(data))
+
+    def new(data: Any) -> Any:
+        return _model_dump(validate_model(args_type, data))
+
+    differ = [(c, outcome(old, c), outcome(new, c)) for c in cases]
+    assert [d for d in differ if d[1] != d[2]] == []
+
+
+def test_set_fact_collects_every_other_argument_unchecked() -> None:
+    args = validate_model(_action_args("set_fact"), {"cacheable": "yes", "facts": 1, "x": [1]})
+    assert (args.cacheable, args.facts) == (True, {"facts": 1, "x": [1]})
+
+
+def test_an_alias_wins_over_the_name_and_the_name_is_then_extra() -> None:
+    args_type = _action_args("assert")
+    assert validate_model(args_type, {"that": "x", "fail_msg": "m"}).fail_msg == "m"
+    assert validate_model(args_type, {"that": "x", "msg": "m"}).fail_msg == "m"
+    with pytest.raises(ArgsError) as exc:
+        validate_model(args_type, {"that": "x", "msg": "a", "fail_msg": "b"})
+    assert (exc.value.loc, exc.value.msg) == (("fail_msg",), "Extra inputs are not permitted")
+
+
+# -- the lines users see ---------------------------------------------------------------------
+
+POS = Position("site.yml", 4, 5)
+
+
+@pytest.mark.parametrize(("module", "raw", "line"), [
+    ("apt", {"name": "x", "update_cache": "maybe"},
+     "argument 'update_cache' of 'apt': input should be a valid boolean, unable to interpret input (got 'maybe')"),
+    ("file", {"path": "p", "state": "bogus"}, "argument 'state' of 'file': input should be 'file', 'directory', "
+     "'link', 'hard', 'touch' or 'absent' (got 'bogus')"),
+    ("file", {"path": "p", "owner": 5.5}, "argument 'owner' of 'file': input should be a valid string (got 5.5)"),
+    ("apt", {"name": ["a", 1]}, "argument 'name' of 'apt': input should be a valid string (got ['a', 1])"),
+    ("get_url", {"url": "u", "dest": "d", "timeout": "ten"},
+     "argument 'timeout' of 'get_url': input should be a valid number, unable to parse string as a number (got 'ten')"),
+    ("lineinfile", {"line": "x"}, "module 'lineinfile' needs argument 'path'"),
+    ("apt", {"nmae": "x"}, "module 'apt' has no argument 'nmae' (did you mean 'name'?)"),
+    ("file", {"path": "{{ p }}", "state": "{{ s }}", "recurse": "{{ r }}"}, None),
+    ("command", {"cmd": "true", "creates": "5"}, None),
+])
+def test_module_argument_lines(module: str, raw: dict[str, Any], line: str | None) -> None:
+    spec = host_module(module)
+    assert spec is not None
+    if line is None:
+        check_module_args(spec, raw, POS, module)
+        return
+    with pytest.raises(UserError) as exc:
+        check_module_args(spec, raw, POS, module)
+    assert line in str(exc.value)
+
+
+@pytest.mark.parametrize(("stem", "raw", "line"), [
+    ("debug", {"verbosity": "x"},
+     "argument 'verbosity' of 'debug': input should be a valid integer, unable to parse string as an integer"),
+    ("debug", {"verbosity": 1.5},
+     "argument 'verbosity' of 'debug': input should be a valid integer, got a number with a fractional part"),
+    ("debug", {"mgs": "x"}, "module 'debug' has no argument 'mgs'; expected one of: msg, var, verbosity"),
+    ("template", {"src": "t.j2"}, "argument 'dest' of 'template': field required"),
+    ("template", {"src": 5, "dest": "d"}, "argument 'src' of 'template': input should be a valid string"),
+    ("template", {"src": "s", "dest": "d", "validate": 5},
+     "argument 'validate' of 'template': input should be a valid string"),
+    ("template", {"src": "s", "dest": "d", "validate": "a", "validate_cmd": "b"},
+     "argument 'validate_cmd' of 'template': extra inputs are not permitted"),
+    ("template", {"src": "s", "dest": "d", "owenr": "x"}, "module 'template' has no argument 'owenr' (did you mean "
+     "'owner'?); expected one of: backup, dest, force, group, lstrip_blocks, mode, newline_sequence, "
+     "output_encoding, owner, src, trim_blocks, validate_cmd"),
+    ("assert", {"msg": "x"}, "argument 'that' of 'assert': field required"),
+    ("set_fact", {"a": 1, "cacheable": "maybe"},
+     "argument 'cacheable' of 'set_fact': input should be a valid boolean, unable to interpret input"),
+    ("pause", {"seconds": "abc"},
+     "argument 'seconds' of 'pause': input should be a valid number, unable to parse string as a number"),
+    ("wait_for_connection", {"timeout": [1]},
+     "argument 'timeout' of 'wait_for_connection': input should be a valid number"),
+    ("template", {"src": "{{ s }}", "dest": "{{ d }}"}, None),
+    ("set_fact", {"anything": 1, "cacheable": "no"}, None),
+    ("assert", {"that": "x", "msg": "m", "quiet": "yes"}, None),
+])
+def test_action_argument_lines(stem: str, raw: dict[str, Any], line: str | None) -> None:
+    args_type = _action_args(stem)
+    if line is None:
+        check_model_args(args_type, raw, POS, stem, None)
+        return
+    with pytest.raises(UserError) as exc:
+        check_model_args(args_type, raw, POS, stem, None)
+    assert line in str(exc.value)
