@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from provisioner.errors import Position, UserError
 from provisioner.modules import (
     ModuleSpec,
+    _module_index,
     canonical_name,
     host_module,
-    host_modules,
     name_index,
     normalize_args,
 )
@@ -88,7 +88,8 @@ def lookup_action(name: str) -> ActionSpec | None:
 
 
 def all_action_names() -> list[str]:
-    return sorted(set(host_modules()) | set(controller_actions()) | set(INCLUDES))
+    """Every name a task may use (from the file indexes: nothing is imported)."""
+    return sorted(set(_module_index()) | set(_action_index()) | set(INCLUDES))
 
 
 def check_module_args(spec: ModuleSpec, raw: dict[str, Any], pos: Position, name: str) -> None:

@@ -91,6 +91,10 @@ def test_check_and_argument_errors_never_import_pydantic(project: Path) -> None:
     rc, out = _provision(project, "check", "bad.yml")
     assert rc == 2 and "argument 'update_cache' of 'apt': input should be a valid boolean" in out, out
     assert "pydantic imported: False" in out
+    (project / "typo.yml").write_text("- hosts: all\n  tasks:\n    - debgu: {msg: x}\n")
+    rc, out = _provision(project, "check", "typo.yml")
+    assert rc == 2 and "unknown module 'debgu' (did you mean 'debug'?)" in out, out
+    assert "pydantic imported: False" in out
 
 
 def test_the_gpu_preflight_still_imports_it(project: Path) -> None:
