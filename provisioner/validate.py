@@ -172,7 +172,10 @@ def v_int(value: Any) -> int:
         m = _INT_TEXT.fullmatch(text)
         if m is None or not _underscores_ok(m.group(1)):
             _fail("int_parsing", INT_PARSING)
-        return int(text.split(".", 1)[0].replace("_", ""))
+        try:
+            return int(text.split(".", 1)[0].replace("_", ""))
+        except ValueError:  # over Python's 4300-digit limit for int(str)
+            _fail("int_parsing", INT_PARSING)
     _fail("int_type", INT_TYPE)
 
 

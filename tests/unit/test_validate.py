@@ -114,6 +114,7 @@ def test_a_marked_string_comes_back_plain_for_str_and_as_is_for_any() -> None:
     (dict[str, str], {"a": 1}, ("a",), "Input should be a valid string"),
     (dict[str, str], [], (), "Input should be a valid dictionary"),
     (str | int | None, 5.5, ("str",), "Input should be a valid string"),
+    (int, "9" * 5000, (), "Input should be a valid integer, unable to parse string as an integer"),  # not a crash
 ])
 def test_error_wording(tp: Any, value: Any, loc: tuple[Any, ...], msg: str) -> None:
     with pytest.raises(ArgsError) as exc:
