@@ -31,6 +31,8 @@ from dataclasses import MISSING
 from functools import cache
 from typing import Any, NamedTuple
 
+from provisioner.host.runtime import ModuleArgs, arg_names, class_defaults
+
 Loc = tuple[str | int, ...]
 
 
@@ -101,6 +103,10 @@ def arg_fields(cls: type) -> tuple[ArgField, ...]:
     """The argument fields of an argument class, in declaration order, annotations resolved
     in the class's own module. The one function to change if Args stop being dataclasses."""
     hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+    if not dataclasses.is_dataclass(cls):  # a host module's ModuleArgs (no dataclass on hosts)
+        defaults = class_defaults(cls)
+        return tuple(ArgField(name, hints.get(name, Any), defaults.get(name, MISSING), MISSING)
+                     for name in arg_names(cls))
     return tuple(
         ArgField(f.name, hints.get(f.name, Any), f.default, f.default_factory,
                  f.metadata.get(_ALIAS), bool(f.metadata.get(_EXTRAS)))
@@ -277,7 +283,7 @@ def _make(tp: Any, model: bool) -> Validator:
         return _dict(validator(args[0]) if args else v_any, validator(args[1]) if args else v_any)
     if tp is tuple or origin is tuple:
         return _tuple(args)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and (dataclasses.is_dataclass(tp) or issubclass(tp, ModuleArgs)):
         return _object(tp, model)
     raise TypeError(f"provisioner.validate cannot check values of type {tp!r}")
 
@@ -510,7 +516,7 @@ def validate_model(cls: type, data: Any) -> Any:
 
 def as_dict(args: Any) -> dict[str, Any]:
     """An argument class instance as plain data (what goes to the host)."""
-    return dataclasses.asdict(args)
+    return args.as_dict() if isinstance(args, ModuleArgs) else dataclasses.asdict(args)
 
 
 __all__ = ["EXTRAS", "ArgField", "ArgsError", "ErrorDetail", "alias", "arg_fields", "as_dict",

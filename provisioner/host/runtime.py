@@ -18,6 +18,65 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 # and those imports (with the code `@dataclass` generates) cost each host ~10 ms of CPU per run.
 
 
+class ModuleArgs:
+    """A module's arguments: each annotated class attribute is one, in order; its value is the
+    default (none: required). A list or dict default is copied for each instance.
+
+    Not a dataclass: `@dataclass` generates each class's methods with exec() when the module
+    is imported, and imports `inspect`: ~10 ms of CPU on every host on every run. The
+    controller checks and converts the values (provisioner.validate) before they travel.
+    """
+
+    def __init__(self, **values: Any) -> None:
+        cls = type(self)
+        defaults = class_defaults(cls)
+        for name in arg_names(cls):
+            if name in values:
+                value = values.pop(name)
+            elif name in defaults:
+                value = defaults[name]
+                if isinstance(value, (list, dict)):
+                    value = type(value)(value)
+            else:
+                raise TypeError("%s: missing argument %r" % (cls.__module__, name))
+            setattr(self, name, value)
+        if values:
+            raise TypeError("%s: unexpected argument(s) %s" % (cls.__module__, ", ".join(sorted(values))))
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in arg_names(type(self))}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.as_dict() == other.as_dict()  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return "%s(%s)" % (type(self).__qualname__, ", ".join("%s=%r" % kv for kv in self.as_dict().items()))
+
+
+def arg_names(cls: type) -> List[str]:
+    """The argument names of a ModuleArgs class (base classes' first), in declaration order."""
+    names = cls.__dict__.get("_arg_names")
+    if names is None:
+        names = []
+        for klass in reversed(cls.__mro__):
+            # the class's own annotations (strings: modules use `from __future__ import annotations`);
+            # inspect.get_annotations would import inspect, which is what this class avoids
+            for name in klass.__dict__.get("__annotations__", {}):  # noqa: RUF063
+                if name not in names:
+                    names.append(name)
+        cls._arg_names = names  # type: ignore[attr-defined]
+    return names  # type: ignore[no-any-return]
+
+
+def class_defaults(cls: type) -> Dict[str, Any]:
+    """The arguments' defaults: class attributes named like an argument, the subclass's winning."""
+    names = arg_names(cls)
+    out: Dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        out.update((k, v) for k, v in klass.__dict__.items() if k in names)
+    return out
+
+
 class ModuleError(Exception):
     """A module could not do what was asked; becomes a `failed` task result with this message."""
 

@@ -11,10 +11,9 @@ import fnmatch
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 
 ALIASES = {"pkg": "name", "package": "name", "update-cache": "update_cache",
            "install-recommends": "install_recommends", "default-release": "default_release"}
@@ -25,9 +24,8 @@ VALID_NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9\-]+)?$")
 SUMMARY = re.compile(r"(\d+) upgraded, (\d+) newly installed, (\d+) to remove")
 
 
-@dataclass
-class Args:
-    name: list[str] = field(default_factory=list)  # "foo", "foo=1.2", "foo=1.2*", "foo:i386"
+class Args(ModuleArgs):
+    name: list[str] = []  # "foo", "foo=1.2", "foo=1.2*", "foo:i386"
     state: Literal["present", "absent", "latest", "fixed"] = "present"
     update_cache: bool | None = None
     cache_valid_time: int = 0                 # seconds; when set, update only an older cache

@@ -16,17 +16,15 @@ import ssl
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 
 KEYRINGS_DIR = "/etc/apt/keyrings"
 ARMOR = re.compile(rb"-----BEGIN PGP PUBLIC KEY BLOCK-----(.*?)-----END PGP PUBLIC KEY BLOCK-----", re.DOTALL)
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     id: str | None = None             # key id or fingerprint; checked against the key, names the file
     url: str | None = None
     data: str | None = None

@@ -11,18 +11,16 @@ import glob
 import os
 import re
 import time
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError, parse_mode, text_diff
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, parse_mode, text_diff
 
 SOURCES_LIST = "/etc/apt/sources.list"
 SOURCES_DIR = "/etc/apt/sources.list.d"
 ALIASES = {"update-cache": "update_cache"}
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     repo: str
     state: Literal["present", "absent"] = "present"
     filename: str | None = None           # without .list; default from the repository URI

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 from provisioner.modules.copy import plan_content, run_write
 
 ALIASES = {"dest": "path", "destfile": "path", "name": "path", "content": "block"}
 NL = os.linesep.encode()
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     path: str
     block: str = ""
     state: Literal["present", "absent"] = "present"

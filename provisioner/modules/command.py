@@ -9,17 +9,15 @@ from __future__ import annotations
 import glob
 import os
 import shlex
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 
 FREE_FORM = "cmd"
 ALIASES = {"_uses_shell": "cmd"}
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     cmd: Optional[str] = None
     argv: Optional[List[str]] = None
     chdir: Optional[str] = None

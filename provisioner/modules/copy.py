@@ -17,17 +17,15 @@ import os
 import shlex
 import stat as st_mod
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.host.runtime import Change, Host, ModuleError, new_hash, parse_mode, text_diff
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, new_hash, parse_mode, text_diff
 from provisioner.modules.file import Op, attr_ops, attrs_text, current_mode, mkdir_ops, path_info, run_ops
 
 MAX_DIFF_SIZE = 104448  # Ansible's default max_diff_size
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     dest: str
     content: Any = None
     content_b64: str | None = None
@@ -44,19 +42,19 @@ class Args:
     checksum: str | None = None
 
 
-@dataclass
 class Write:
     """A planned write: `data` (None: content already right) or attribute ops, and what goes with it."""
 
-    path: str
-    data: bytes | None = None
-    mode: int | None = None
-    owner: str | None = None
-    group: str | None = None
-    pre: list[Op] = field(default_factory=list)
-    ops: list[Op] = field(default_factory=list)
-    backup: bool = False
-    validate: str | None = None
+    def __init__(self, path: str, pre: list[Op] | None = None) -> None:
+        self.path = path
+        self.data: bytes | None = None
+        self.mode: int | None = None
+        self.owner: str | None = None
+        self.group: str | None = None
+        self.pre: list[Op] = pre or []
+        self.ops: list[Op] = []
+        self.backup = False
+        self.validate: str | None = None
 
 
 def backup_local(path: str) -> str:

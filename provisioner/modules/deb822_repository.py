@@ -11,10 +11,9 @@ import os
 import re
 import textwrap
 import urllib.request
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError, parse_mode, text_diff
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, parse_mode, text_diff
 
 SOURCES_DIR = "/etc/apt/sources.list.d"
 KEYRINGS_DIR = "/etc/apt/keyrings"
@@ -25,15 +24,14 @@ DEB822_FIELDS = ("allow_downgrade_to_insecure", "allow_insecure", "allow_weak", 
                  "trusted", "types", "uris")
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     name: str
-    types: list[Literal["deb", "deb-src"]] = field(default_factory=lambda: ["deb"])
-    uris: list[str] = field(default_factory=list)
-    suites: list[str] = field(default_factory=list)
-    components: list[str] = field(default_factory=list)
+    types: list[Literal["deb", "deb-src"]] = ["deb"]
+    uris: list[str] = []
+    suites: list[str] = []
+    components: list[str] = []
     signed_by: str | None = None          # keyring path, inline armored key, or URL of a key
-    architectures: list[str] = field(default_factory=list)
+    architectures: list[str] = []
     enabled: bool | None = None
     allow_downgrade_to_insecure: bool | None = None
     allow_insecure: bool | None = None
@@ -42,12 +40,12 @@ class Args:
     check_date: bool | None = None
     check_valid_until: bool | None = None
     date_max_future: int | None = None
-    exclude: list[str] = field(default_factory=list)
-    include: list[str] = field(default_factory=list)
+    exclude: list[str] = []
+    include: list[str] = []
     inrelease_path: str | None = None
-    languages: list[str] = field(default_factory=list)
+    languages: list[str] = []
     pdiffs: bool | None = None
-    targets: list[str] = field(default_factory=list)
+    targets: list[str] = []
     trusted: bool | None = None
     install_python_debian: bool = False   # accepted for compatibility; nothing to install here
     mode: Any = "0644"

@@ -7,10 +7,9 @@ lookups and `dnf check-update` run only when needed); installs are ONE `dnf inst
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 
 OTHER_NAMES = ("yum",)
 ALIASES = {"pkg": "name", "expire-cache": "update_cache"}
@@ -18,15 +17,14 @@ QUERY_FORMAT = "%{NAME}\t%{VERSION}-%{RELEASE}\t%{ARCH}\n"
 VALID_SPEC = re.compile(r"^[A-Za-z0-9_.+:/()*~\-]+( *[<>=]{1,2} *[A-Za-z0-9_.+:~\-]+)?$")
 
 
-@dataclass
-class Args:
-    name: list[str] = field(default_factory=list)  # "foo", "foo-1.2-3.el9", "foo >= 1.2", "python3dist(x)"
+class Args(ModuleArgs):
+    name: list[str] = []  # "foo", "foo-1.2-3.el9", "foo >= 1.2", "python3dist(x)"
     state: Literal["present", "installed", "latest", "absent", "removed"] = "present"
     update_cache: bool = False
     disable_gpg_check: bool = False
-    enablerepo: list[str] = field(default_factory=list)
-    disablerepo: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
+    enablerepo: list[str] = []
+    disablerepo: list[str] = []
+    exclude: list[str] = []
     autoremove: bool = False
 
 

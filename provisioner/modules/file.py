@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import stat as st_mod
 import time
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from provisioner.host.runtime import (
     Change,
     Host,
+    ModuleArgs,
     ModuleError,
     _group_name,
     _user_name,
@@ -30,8 +30,7 @@ Op = tuple  # (kind, path, *args), carried out by run_ops
 NOW = "now"
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     path: str
     state: Literal["file", "directory", "link", "hard", "touch", "absent"] | None = None
     src: str | None = None

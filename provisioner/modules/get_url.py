@@ -17,10 +17,9 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from typing import Any
 
-from provisioner.host.runtime import Change, Host, ModuleError, parse_mode, text_diff
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, parse_mode, text_diff
 from provisioner.modules.copy import backup_local
 from provisioner.modules.file import attr_ops, attrs_text, current_mode, path_info, run_ops
 from provisioner.modules.stat import digest
@@ -28,8 +27,7 @@ from provisioner.modules.stat import digest
 ALIASES = {"username": "url_username", "password": "url_password", "thirsty": "force"}
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     url: str
     dest: str
     checksum: str = ""

@@ -22,10 +22,9 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 
 CHECK_MODE = True
 PROGRAM = "gpu_verify.py"
@@ -46,16 +45,15 @@ GPU_VENDORS = {"0x10de": "nvidia", "0x1002": "amd"}
 _USABLE: dict[str, str] = {}  # python -> CuPy version, for the life of the agent (positives only)
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     python: str | None = None                       # tried first; then the venv's, python3, the agent's
     venv: str = "/opt/provision/venv"
-    sizes: list[int] = field(default_factory=lambda: [1024, 4096])
+    sizes: list[int] = [1024, 4096]
     perf_table: dict[str, Any] | None = None        # provisioner/data/gpu_perf.yml, loaded on the controller
     quick: bool = False
     timeout: int = 300
     program_dir: str = "/var/lib/provision"
-    required_checks: list[str] = field(default_factory=lambda: list(GPU_CHECKS))
+    required_checks: list[str] = list(GPU_CHECKS)
     probe: bool = False
 
 

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 from provisioner.modules.copy import plan_content, run_write
 
 ALIASES = {"dest": "path", "destfile": "path", "name": "path", "regex": "regexp", "value": "line"}
 NL = os.linesep.encode()
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     path: str
     line: str | None = None
     regexp: str | None = None

@@ -6,10 +6,9 @@ on another, so a task that needs them names apt or dnf itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 from provisioner.modules import apt, dnf
 
 ALIASES = {"pkg": "name"}
@@ -18,9 +17,8 @@ STATES = {apt.__name__: ("present", "absent", "latest", "fixed"),
           dnf.__name__: ("present", "installed", "latest", "absent", "removed")}
 
 
-@dataclass
-class Args:
-    name: list[str] = field(default_factory=list)
+class Args(ModuleArgs):
+    name: list[str] = []
     state: str = "present"        # present, absent, latest; installed/removed as each backend reads them
     use: str = "auto"             # auto: host.facts["pkg_mgr"]; or apt, dnf, yum
 

@@ -13,10 +13,9 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 
 LIST_SCRIPT = ("import json, importlib.metadata as m; print(json.dumps("
                "{d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")
@@ -28,9 +27,8 @@ PHASE = {"dev": 0, "a": 1, "alpha": 1, "b": 2, "beta": 2, "c": 3, "rc": 3, "pre"
 CLAUSE = re.compile(r"(===|==|!=|~=|>=|<=|>|<)\s*([^,\s]+)")
 
 
-@dataclass
-class Args:
-    name: list[str] = field(default_factory=list)    # "six", "six==1.16.0", "requests[socks]>=2,<3"
+class Args(ModuleArgs):
+    name: list[str] = []    # "six", "six==1.16.0", "requests[socks]>=2,<3"
     version: str | None = None
     requirements: str | None = None
     virtualenv: str | None = None

@@ -9,21 +9,19 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 from provisioner.modules.apt_key import dearmor, fetch, fingerprints, normalize_id
 
 KEY_ID = re.compile(r"^(0x)?([0-9a-fA-F]{8}|[0-9a-fA-F]{16})$")
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     key: str                                   # URL, path on the host, or key id (absent / already there)
     state: Literal["present", "absent"] = "present"
     validate_certs: bool = True
-    fingerprint: list[str] = field(default_factory=list)   # the key must have (one of) these
+    fingerprint: list[str] = []   # the key must have (one of) these
 
 
 def imported_ids(host: Host) -> set[str]:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 
 OTHER_NAMES = ("systemd", "systemd_service")
 ALIASES = {"service": "name", "unit": "name", "daemon-reload": "daemon_reload", "args": "arguments"}
@@ -22,8 +21,7 @@ PROPERTIES = "LoadState,ActiveState,SubState,UnitFileState"
 ENABLED_STATES = ("enabled", "enabled-runtime", "alias", "indirect", "generated", "transient", "static")
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     name: str | None = None
     state: Literal["started", "stopped", "restarted", "reloaded"] | None = None
     enabled: bool | None = None

@@ -6,17 +6,15 @@ Only the playbook's own text is shell syntax: templated values should go through
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 from provisioner.modules.command import run_and_report, skip_reason
 
 FREE_FORM = "cmd"
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     cmd: Optional[str] = None
     chdir: Optional[str] = None
     creates: Optional[str] = None

@@ -10,18 +10,16 @@ import hashlib
 import os
 import pwd
 import stat as st_mod
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 
 ALIASES = {"dest": "path", "name": "path",
            "checksum": "checksum_algorithm", "checksum_algo": "checksum_algorithm"}
 CHECK_MODE = True
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     path: str
     follow: bool = False
     get_checksum: bool = True

@@ -22,40 +22,38 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from provisioner.host.runtime import Change, Host, ModuleError, text_diff
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, text_diff
 from provisioner.modules import get_url
 from provisioner.modules.file import attr_ops, current_mode, path_info, run_ops
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     src: str
     dest: str
     remote_src: bool = False
     creates: str | None = None
     list_files: bool = False
-    exclude: list[str] = field(default_factory=list)
-    include: list[str] = field(default_factory=list)
+    exclude: list[str] = []
+    include: list[str] = []
     keep_newer: bool = False
     mode: Any = None
     owner: str | int | None = None
     group: str | int | None = None
-    extra_opts: list[str] = field(default_factory=list)  # tar/unzip options: ignored by the Python extractors
+    extra_opts: list[str] = []  # tar/unzip options: ignored by the Python extractors
     validate_certs: bool = True  # for a URL src
 
 
-@dataclass
 class Member:
-    raw: str     # the name as stored in the archive
-    kind: str    # dir, file, symlink, hardlink, other
-    size: int
-    mtime: float
-    mode: int    # permission bits; 0 when the archive recorded none (zip made on Windows)
-    link: str = ""
+    def __init__(self, raw: str, kind: str, size: int, mtime: float, mode: int, link: str = "") -> None:
+        self.raw = raw      # the name as stored in the archive
+        self.kind = kind    # dir, file, symlink, hardlink, other
+        self.size = size
+        self.mtime = mtime
+        self.mode = mode    # permission bits; 0 when the archive recorded none (zip made on Windows)
+        self.link = link
 
     @property
     def name(self) -> str:

@@ -10,31 +10,29 @@ from __future__ import annotations
 import configparser
 import io
 import os
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from provisioner.host.runtime import Change, Host, ModuleError, parse_mode, text_diff
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, parse_mode, text_diff
 
 ALIASES = {"validate_certs": "sslverify", "ca_cert": "sslcacert", "client_cert": "sslclientcert",
            "client_key": "sslclientkey"}
 NOT_INI = ("name", "description", "file", "reposdir", "state", "mode", "owner", "group")
 
 
-@dataclass
-class Args:
+class Args(ModuleArgs):
     name: str                              # the repo id: the [section]
     description: str | None = None         # written as name =
-    baseurl: list[str] = field(default_factory=list)
+    baseurl: list[str] = []
     mirrorlist: str | None = None
     metalink: str | None = None
-    gpgkey: list[str] = field(default_factory=list)
+    gpgkey: list[str] = []
     gpgcheck: bool | None = None
     repo_gpgcheck: bool | None = None
     enabled: bool | None = None
     priority: str | int | None = None
     cost: str | int | None = None
-    exclude: list[str] = field(default_factory=list)
-    includepkgs: list[str] = field(default_factory=list)
+    exclude: list[str] = []
+    includepkgs: list[str] = []
     skip_if_unavailable: bool | None = None
     sslverify: bool | None = None
     sslcacert: str | None = None
@@ -59,7 +57,7 @@ class Args:
 
 
 def section_values(args: Args) -> dict[str, str]:
-    values: dict[str, Any] = {k: getattr(args, k) for k in args.__dataclass_fields__ if k not in NOT_INI}
+    values: dict[str, Any] = {k: v for k, v in args.as_dict().items() if k not in NOT_INI}
     values["name"] = args.description
     values["baseurl"] = "\n".join(args.baseurl) or None     # one URL per line, as Ansible
     values["gpgkey"] = "\n".join(args.gpgkey) or None
