@@ -310,6 +310,12 @@ def _compiled_template(source: str) -> jinja2.Template:
     return environment().from_string(source)
 
 
+@lru_cache(maxsize=256)
+def file_template(source: str, trim_blocks: bool, lstrip_blocks: bool) -> jinja2.Template:
+    """A template file's compiled form, once per run for all hosts (compiling one costs ~5 ms)."""
+    return environment().overlay(trim_blocks=trim_blocks, lstrip_blocks=lstrip_blocks).from_string(source)
+
+
 @lru_cache(maxsize=4096)
 def _compiled_expression(expr: str) -> jinja2.Template:
     return environment().compile_expression(expr)._template  # type: ignore[attr-defined]

@@ -116,7 +116,8 @@ class TaskRunner:
         return LazyVars(layers, runner.templar)
 
     def when_ok(self, hr: HostRun, task: Task, variables: LazyVars | None = None) -> bool:
-        variables = variables or self.variables(hr, task)
+        if variables is None:  # not `or`: a LazyVars' truth value counts every variable of every layer
+            variables = self.variables(hr, task)
         return all(self.runner.templar.condition(c, variables) for c in task.when)
 
     # -- the task ---------------------------------------------------------------------------
