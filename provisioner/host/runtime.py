@@ -70,11 +70,14 @@ def arg_names(cls: type) -> List[str]:
 
 def class_defaults(cls: type) -> Dict[str, Any]:
     """The arguments' defaults: class attributes named like an argument, the subclass's winning."""
-    names = arg_names(cls)
-    out: Dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        out.update((k, v) for k, v in klass.__dict__.items() if k in names)
-    return out
+    out = cls.__dict__.get("_arg_defaults")
+    if out is None:
+        names = arg_names(cls)
+        out = {}
+        for klass in reversed(cls.__mro__):
+            out.update((k, v) for k, v in klass.__dict__.items() if k in names)
+        cls._arg_defaults = out  # type: ignore[attr-defined]
+    return out  # type: ignore[no-any-return]
 
 
 class ModuleError(Exception):
