@@ -175,7 +175,7 @@ def test_build_essentials_and_distro_rust_compile_and_run_the_chapters_matmul(fl
     assert second.rc == 0, second.out
     assert second.changed(h.name) == 0, second.out
     print(f"\nbuild_essentials+rust on Debian 13: first run {first.seconds:.0f}s "
-          f"({first.durations(h.name)}), second run {second.seconds:.0f}s")
+          f"({first.durations(h.name)}), second run {second.seconds:.2f}s")
 
     # a distribution rustc older than rust_min_version is refused, with the way out
     refused = apply(tmp_path, inventory, "--tags", "rust",
@@ -202,7 +202,7 @@ def cuda_build_host(fleet_image: Any, tmp_path_factory: pytest.TempPathFactory) 
         second = apply(workdir, inventory, "--tags", "build,driver,cuda,cudnn") if first.rc == 0 else first
         h = fleet.hosts[0].name
         print(f"\nCUDA 12.4 (distro) + cuDNN (pip) on Debian 13: first run {first.seconds:.0f}s "
-              f"({first.durations(h)}), second run {second.seconds:.0f}s")
+              f"({first.durations(h)}), second run {second.seconds:.2f}s")
         yield fleet, first, second
     finally:
         fleet.close()
