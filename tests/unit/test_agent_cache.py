@@ -100,3 +100,16 @@ def test_an_unwritable_home_only_costs_the_cache(tmp_path: Path) -> None:
     (tmp_path / ".cache").write_text("a file where the cache directory would go")
     assert run_agent(tmp_path, [{"op": "facts"}])[0]["facts"]["system"] == "Linux"
     assert (tmp_path / ".cache").is_file() and cache_files(tmp_path) == []
+
+
+def test_everything_shipped_to_hosts_parses_as_python_3_7() -> None:
+    """Hosts run their own python3 (>= 3.7): the loader and every shipped source must parse there."""
+    import ast
+    loader = bundle._LOADER % {"pkgs": set(bundle.HOST_PACKAGES), "hash": "0" * 24}
+    ast.parse(loader, feature_version=(3, 7))
+    ast.parse(BOOT_CODE, feature_version=(3, 7))
+    for name, source in bundle._host_sources().items():
+        try:
+            ast.parse(source, feature_version=(3, 7))
+        except SyntaxError as exc:
+            raise AssertionError(f"{name}: {exc}") from None
