@@ -81,11 +81,15 @@ def project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Project:
     return Project(tmp_path, capsys)
 
 
+def playbook(tasks: str, **keywords: Any) -> str:
+    """A play on all hosts without fact gathering. `tasks` is the YAML under `tasks:` (items indented by
+    four spaces; a `handlers:` section may follow); `keywords` are more play keywords, written as JSON."""
+    head = "".join(f"  {key}: {json.dumps(value)}\n" for key, value in keywords.items())
+    return f"- hosts: all\n  gather_facts: false\n{head}  tasks:\n{tasks}"
+
+
 # -- idempotence, check mode, diff ---------------------------------------------------------
-FILES_PLAY = """\
-- hosts: all
-  gather_facts: false
-  tasks:
+FILES_PLAY = playbook("""\
     - name: directory
       file: {path: "%D%/{{ inventory_hostname }}/etc", state: directory, mode: "0755"}
     - name: copy content
@@ -94,7 +98,7 @@ FILES_PLAY = """\
       template: {src: motd.j2, dest: "%D%/{{ inventory_hostname }}/etc/motd", mode: "0600"}
     - name: line
       lineinfile: {path: "%D%/{{ inventory_hostname }}/etc/gpu.conf", line: "gpu=yes", create: true}
-"""
+""")
 
 
 def test_apply_twice_second_run_changes_nothing(project: Project) -> None:
@@ -116,10 +120,7 @@ def test_apply_twice_second_run_changes_nothing(project: Project) -> None:
 def test_check_mode_changes_nothing_but_reports_what_would(project: Project) -> None:
     project.write("templates/motd.j2", "Welcome\n")
     before = sorted([*(p.name for p in project.root.iterdir()), "site.yml"])
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - name: directory
       file: {path: "%D%/{{ inventory_hostname }}.d", state: directory}
     - name: copy content
@@ -130,7 +131,7 @@ def test_check_mode_changes_nothing_but_reports_what_would(project: Project) -> 
       lineinfile: {path: "%D%/{{ inventory_hostname }}.line", line: "x", create: true}
     - name: command
       command: touch %D%/{{ inventory_hostname }}.cmd
-""", "--check")
+"""), "--check")
     assert run.rc == 0, run.out
     assert run.report["check_mode"] is True
     assert all(run.recap(h)["changed"] >= 4 for h in HOSTS)
@@ -155,10 +156,7 @@ def test_diff_shows_the_change_to_a_file(project: Project) -> None:
 
 # -- handlers ------------------------------------------------------------------------------
 def test_handlers_run_once_at_the_end_and_only_when_notified(project: Project) -> None:
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - name: change one
       copy: {content: "1", dest: "%D%/{{ inventory_hostname }}-1"}
       notify: restart
@@ -176,7 +174,7 @@ def test_handlers_run_once_at_the_end_and_only_when_notified(project: Project) -
       debug: msg=restarting
     - name: never notified
       debug: msg=never
-""")
+"""))
     assert run.rc == 0
     for host in HOSTS:
         assert run.tasks_run(host) == ["change one", "change two", "no change", "last task", "restart"]
@@ -185,10 +183,7 @@ def test_handlers_run_once_at_the_end_and_only_when_notified(project: Project) -
 
 def test_flush_handlers_runs_them_where_it_stands(project: Project) -> None:
     project.inventory(("h1",))
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - name: change
       copy: {content: "x", dest: "%D%/f"}
       notify: restart
@@ -198,17 +193,13 @@ def test_flush_handlers_runs_them_where_it_stands(project: Project) -> None:
   handlers:
     - name: restart
       debug: msg=restarting
-""")
+"""))
     assert run.tasks_run() == ["change", "restart", "after flush"]
 
 
 def test_handlers_are_not_run_on_a_failed_host_unless_forced(project: Project) -> None:
     project.inventory(("h1", "h2"))
-    play = """
-- hosts: all
-  gather_facts: false
-  force_handlers: %FORCE%
-  tasks:
+    tasks = """\
     - name: change
       command: "true"
       changed_when: true
@@ -220,11 +211,11 @@ def test_handlers_are_not_run_on_a_failed_host_unless_forced(project: Project) -
     - name: restart
       debug: msg=restarting
 """
-    run = project.apply(play.replace("%FORCE%", "false"))
+    run = project.apply(playbook(tasks, force_handlers=False))
     assert run.rc == 1
     assert run.tasks_run("h1") == ["change", "restart"]
     assert run.tasks_run("h2") == ["change", "boom"]
-    forced = project.apply(play.replace("%FORCE%", "true"))
+    forced = project.apply(playbook(tasks, force_handlers=True))
     assert forced.tasks_run("h2") == ["change", "boom", "restart"]
     assert forced.rc == 1
 
@@ -232,10 +223,7 @@ def test_handlers_are_not_run_on_a_failed_host_unless_forced(project: Project) -
 # -- errors: blocks, ignore_errors, failed_when / changed_when, until ----------------------
 def test_block_rescue_always(project: Project) -> None:
     project.inventory(("h1",))
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - block:
         - name: breaks
           command: "false"
@@ -249,7 +237,7 @@ def test_block_rescue_always(project: Project) -> None:
           debug: msg=always
     - name: after the block
       debug: msg=after
-""")
+"""))
     assert run.rc == 0, run.out
     assert run.tasks_run() == ["breaks", "rescue", "always", "after the block"]
     assert run.recap("h1")["rescued"] == 1
@@ -259,10 +247,7 @@ def test_block_rescue_always(project: Project) -> None:
 
 def test_block_without_rescue_runs_always_then_the_host_fails(project: Project) -> None:
     project.inventory(("h1",))
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - block:
         - name: breaks
           command: "false"
@@ -271,7 +256,7 @@ def test_block_without_rescue_runs_always_then_the_host_fails(project: Project) 
           debug: msg=always
     - name: not reached
       debug: msg=no
-""")
+"""))
     assert run.rc == 1
     assert run.tasks_run() == ["breaks", "always"]
     assert run.recap("h1")["failed"] == 1
@@ -279,16 +264,13 @@ def test_block_without_rescue_runs_always_then_the_host_fails(project: Project) 
 
 def test_ignore_errors_counts_ignored_and_goes_on(project: Project) -> None:
     project.inventory(("h1",))
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - name: breaks
       command: "false"
       ignore_errors: true
     - name: goes on
       debug: msg=on
-""")
+"""))
     assert run.rc == 0
     assert run.tasks_run() == ["breaks", "goes on"]
     assert run.recap("h1")["ignored"] == 1 and run.recap("h1")["failed"] == 0
@@ -297,10 +279,7 @@ def test_ignore_errors_counts_ignored_and_goes_on(project: Project) -> None:
 
 def test_failed_when_and_changed_when(project: Project) -> None:
     project.inventory(("h1",))
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - name: looks at output
       command: echo "status ok"
       register: out
@@ -314,7 +293,7 @@ def test_failed_when_and_changed_when(project: Project) -> None:
       command: echo error
       register: bad
       failed_when: "'error' in bad.stdout"
-""")
+"""))
     assert run.rc == 1
     assert run.result("looks at output")["status"] == "ok"
     assert run.result("a non-zero exit that is fine")["status"] == "changed"
@@ -323,10 +302,7 @@ def test_failed_when_and_changed_when(project: Project) -> None:
 
 def test_until_retries_until_the_condition_holds(project: Project) -> None:
     project.inventory(("h1",))
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - name: third time lucky
       shell: echo x >> %D%/count; wc -l < %D%/count
       register: r
@@ -339,7 +315,7 @@ def test_until_retries_until_the_condition_holds(project: Project) -> None:
       until: n.rc == 1
       retries: 2
       delay: 0
-""")
+"""))
     assert run.result("third time lucky")["result"]["attempts"] == 3
     never = run.result("never true")
     assert never["status"] == "failed" and never["result"]["attempts"] == 3
@@ -349,14 +325,8 @@ def test_until_retries_until_the_condition_holds(project: Project) -> None:
 # -- loops ---------------------------------------------------------------------------------
 def test_loop_with_label_and_registered_results(project: Project) -> None:
     project.inventory(("h1",))
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  vars:
-    users:
-      - {name: alice, secret: s1}
-      - {name: bob, secret: s2}
-  tasks:
+    users = [{"name": "alice", "secret": "s1"}, {"name": "bob", "secret": "s2"}]
+    run = project.apply(playbook("""\
     - name: per user
       debug: msg={{ item.name }}-{{ index }}
       loop: "{{ users }}"
@@ -365,7 +335,7 @@ def test_loop_with_label_and_registered_results(project: Project) -> None:
     - name: collect
       debug:
         msg: "{{ out.results | map(attribute='msg') | list }}"
-""")
+""", vars={"users": users}))
     assert run.rc == 0
     assert run.result("collect")["result"]["msg"] == ["alice-0", "bob-1"]
     assert "items: alice, bob" in run.out
@@ -374,10 +344,7 @@ def test_loop_with_label_and_registered_results(project: Project) -> None:
 
 def test_with_items_flattens_and_with_dict_gives_key_value(project: Project) -> None:
     project.inventory(("h1",))
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - name: items
       debug: msg="{{ item }}"
       with_items: [[a, b], c]
@@ -389,32 +356,26 @@ def test_with_items_flattens_and_with_dict_gives_key_value(project: Project) -> 
     - name: show
       debug:
         msg: "{{ items.results | map(attribute='msg') | join(',') }} {{ pairs.results | map(attribute='msg') | join(',') }}"
-""")
+"""))
     assert run.result("show")["result"]["msg"] == "a,b,c x=1,y=2"
 
 
 def test_when_is_checked_per_loop_item(project: Project) -> None:
     project.inventory(("h1",))
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - name: even only
       copy: {content: "{{ item }}", dest: "%D%/n{{ item }}"}
       loop: [1, 2, 3, 4]
       when: item is divisibleby 2
       register: r
-""")
+"""))
     assert run.rc == 0
     assert sorted(p.name for p in project.root.glob("n*")) == ["n2", "n4"]
     assert [x.get("skipped", False) for x in run.result("even only")["result"]["results"]] == [True, False, True, False]
 
 
 # -- tags ----------------------------------------------------------------------------------
-TAGS_PLAY = """
-- hosts: all
-  gather_facts: false
-  tasks:
+TAGS_PLAY = playbook("""\
     - {name: untagged, debug: msg=u}
     - {name: tagged a, debug: msg=a, tags: a}
     - {name: tagged b, debug: msg=b, tags: [b, other]}
@@ -424,7 +385,7 @@ TAGS_PLAY = """
     - block:
         - {name: in block c, debug: msg=c}
       tags: c
-"""
+""")
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -448,17 +409,13 @@ def test_include_tasks_import_tasks_and_loops(project: Project) -> None:
     project.inventory(("h1",))
     project.write("tasks/one.yml", [{"name": "in one", "debug": {"msg": "one {{ item | default('-') }}"}}])
     project.write("tasks/two.yml", [{"name": "in two", "debug": {"msg": "two {{ which }}"}}])
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  vars: {which: two}
-  tasks:
+    run = project.apply(playbook("""\
     - import_tasks: tasks/one.yml
     - include_tasks: tasks/one.yml
     - include_tasks: "tasks/{{ which }}.yml"
     - include_tasks: tasks/one.yml
       loop: [x, y]
-""")
+""", vars={"which": "two"}))
     assert run.rc == 0, run.out
     msgs = [r["result"]["msg"] for r in run.results() if r["task"] in ("in one", "in two")]
     assert msgs == ["one -", "one -", "two two", "one x", "one y"]
@@ -467,30 +424,24 @@ def test_include_tasks_import_tasks_and_loops(project: Project) -> None:
 def test_include_tasks_when_decides_once_import_tasks_when_applies_to_each_task(project: Project) -> None:
     project.inventory(("h1",))
     project.write("tasks/once.yml", [{"set_fact": {"done": True}}, {"name": "second", "debug": {"msg": "2"}}])
-    play = """
-- hosts: all
-  gather_facts: false
-  tasks:
+    play = playbook("""\
     - %KIND%: tasks/once.yml
       when: done is not defined
-"""
+""")
     assert "second" in project.apply(play.replace("%KIND%", "include_tasks")).tasks_run()
     assert "second" not in project.apply(play.replace("%KIND%", "import_tasks")).tasks_run()
 
 
 def test_registering_a_skipped_task(project: Project) -> None:
     project.inventory(("h1",))
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - name: skipped
       command: "true"
       when: false
       register: r
     - name: check
       assert: {that: [r is skipped, r is not failed, "r.stdout | default('none') == 'none'"]}
-""")
+"""))
     assert run.rc == 0, run.out
 
 
@@ -499,10 +450,7 @@ def test_include_role_and_import_role_with_tasks_from_and_vars(project: Project)
     project.write("roles/web/defaults/main.yml", {"port": 80, "greeting": "hi"})
     project.write("roles/web/tasks/main.yml", [{"name": "main", "debug": {"msg": "main {{ port }}"}}])
     project.write("roles/web/tasks/extra.yml", [{"name": "extra", "debug": {"msg": "{{ greeting }} {{ port }}"}}])
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - import_role: {name: web}
     - include_role:
         name: web
@@ -510,7 +458,7 @@ def test_include_role_and_import_role_with_tasks_from_and_vars(project: Project)
       vars: {port: 8080}
     - import_role: {name: web, tasks_from: extra}
       vars: {greeting: hello}
-""")
+"""))
     assert run.rc == 0, run.out
     assert [r["result"]["msg"] for r in run.results() if r["action"] == "debug"] == [
         "main 80", "hi 8080", "hello 80"]
@@ -519,10 +467,7 @@ def test_include_role_and_import_role_with_tasks_from_and_vars(project: Project)
 def test_set_fact_and_include_vars_then_use(project: Project) -> None:
     project.inventory(("h1", "h2"))
     project.write("vars/gpu.yml", {"driver": 550})
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - set_fact:
         who: "{{ inventory_hostname | upper }}"
     - include_vars: vars/gpu.yml
@@ -533,7 +478,7 @@ def test_set_fact_and_include_vars_then_use(project: Project) -> None:
   tasks:
     - name: a later play still sees them
       debug: msg="{{ who }} {{ hostvars['h2'].who }}"
-""")
+"""))
     assert run.rc == 0, run.out
     assert run.result("use", "h2")["result"]["msg"] == "H2 551"
     assert run.result("a later play still sees them")["result"]["msg"] == "H1 H2"
@@ -541,24 +486,16 @@ def test_set_fact_and_include_vars_then_use(project: Project) -> None:
 
 # -- many hosts: serial, any_errors_fatal, max_fail_percentage, limit ------------------------
 def test_serial_one_runs_hosts_one_batch_at_a_time(project: Project) -> None:
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  serial: 1
-  tasks:
+    run = project.apply(playbook("""\
     - {name: first, debug: msg=1}
     - {name: second, debug: msg=2}
-""")
+""", serial=1))
     assert run.rc == 0
     order = [(r["host"], r["task"]) for r in run.results() if r["task"] != "Gathering Facts"]
     assert order == [(h, t) for h in HOSTS for t in ("first", "second")]
 
 
-FAIL_ON_H2 = """
-- hosts: all
-  gather_facts: false
-  %KEYWORD%
-  tasks:
+FAIL_ON_H2 = """\
     - name: h2 fails
       fail: msg=down
       when: inventory_hostname == 'h2'
@@ -568,14 +505,14 @@ FAIL_ON_H2 = """
 
 
 def test_any_errors_fatal_stops_every_host(project: Project) -> None:
-    run = project.apply(FAIL_ON_H2.replace("%KEYWORD%", "any_errors_fatal: true"))
+    run = project.apply(playbook(FAIL_ON_H2, any_errors_fatal=True))
     assert run.rc == 1
     assert run.results("next") == []
     assert "any_errors_fatal" in run.out
 
 
 def test_without_any_errors_fatal_the_others_go_on(project: Project) -> None:
-    run = project.apply(FAIL_ON_H2.replace("%KEYWORD%", ""))
+    run = project.apply(playbook(FAIL_ON_H2))
     assert run.rc == 1
     assert [r["host"] for r in run.results("next")] == ["h1", "h3"]
     assert run.recap("h2")["failed"] == 1 and run.recap("h1")["failed"] == 0
@@ -584,13 +521,13 @@ def test_without_any_errors_fatal_the_others_go_on(project: Project) -> None:
 @pytest.mark.parametrize(("percent", "stopped"), [(50, False), (34, False), (33, True), (0, True)])
 def test_max_fail_percentage(project: Project, percent: int, stopped: bool) -> None:
     """One host of three fails (33.3%): the play stops only when that exceeds the limit."""
-    run = project.apply(FAIL_ON_H2.replace("%KEYWORD%", f"max_fail_percentage: {percent}"))
+    run = project.apply(playbook(FAIL_ON_H2, max_fail_percentage=percent))
     assert run.rc == 1
     assert [r["host"] for r in run.results("next")] == ([] if stopped else ["h1", "h3"])
 
 
 def test_limit(project: Project) -> None:
-    run = project.apply("- hosts: all\n  gather_facts: false\n  tasks: [{name: t, debug: msg=x}]\n", "-l", "h1,h3")
+    run = project.apply(playbook("    - {name: t, debug: msg=x}\n"), "-l", "h1,h3")
     assert sorted(run.report["recap"]) == ["h1", "h3"]
     assert [r["host"] for r in run.results("t")] == ["h1", "h3"]
 
@@ -604,16 +541,12 @@ def test_a_templated_hosts_pattern(project: Project) -> None:
 def test_extra_vars_win(project: Project) -> None:
     project.inventory({"h1": {"ansible_connection": "local", "v": "inventory"}})
     project.write("vars.yml", {"w": "file"})
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  vars: {v: play}
-  tasks:
+    run = project.apply(playbook("""\
     - set_fact: {w: fact}
     - name: show
       debug: msg="{{ v }} {{ w }} {{ n + 1 }}"
       vars: {v: task}
-""", "-e", "v=cli", "-e", "@" + str(project.root / "vars.yml"), "-e", '{"n": 41}')
+""", vars={"v": "play"}), "-e", "v=cli", "-e", "@" + str(project.root / "vars.yml"), "-e", '{"n": 41}')
     assert run.result("show")["result"]["msg"] == "cli file 42"
 
 
@@ -623,11 +556,7 @@ def test_become_locally_as_root(project: Project) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: become without sudo only works when already root")
     project.inventory(("h1",))
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  become: true
-  tasks:
+    run = project.apply(playbook("""\
     - name: who
       command: id -u
       register: who
@@ -635,7 +564,7 @@ def test_become_locally_as_root(project: Project) -> None:
     - name: as root
       copy: {content: x, dest: "%D%/root-owned", owner: root, mode: "0600"}
       become: true
-""")
+""", become=True))
     assert run.rc == 0, run.out
     assert run.result("who")["result"]["stdout"] == "0"
     assert (project.root / "root-owned").stat().st_uid == 0
@@ -644,26 +573,22 @@ def test_become_locally_as_root(project: Project) -> None:
 def test_no_log_hides_the_secret_from_output_and_report(project: Project) -> None:
     project.inventory(("h1",))
     secret = "hunter2-s3cr3t"
-    run = project.apply(f"""
-- hosts: all
-  gather_facts: false
-  vars: {{token: {secret}}}
-  tasks:
+    run = project.apply(playbook("""\
     - name: write secret
-      copy: {{content: "{{{{ token }}}}", dest: "%D%/token"}}
+      copy: {content: "{{ token }}", dest: "%D%/token"}
       no_log: true
     - name: show secret
-      debug: msg="{{{{ token }}}}"
+      debug: msg="{{ token }}"
       no_log: true
     - name: register secret
-      command: echo {{{{ token }}}}
+      command: echo {{ token }}
       register: out
       no_log: true
     - name: failing secret
-      command: "sh -c 'echo {{{{ token }}}} >&2; exit 3'"
+      command: "sh -c 'echo {{ token }} >&2; exit 3'"
       no_log: true
       ignore_errors: true
-""", "-vv", "--diff")
+""", vars={"token": secret}), "-vv", "--diff")
     assert (project.root / "token").read_text() == secret
     report_text = (project.root / "report.json").read_text()
     assert secret not in run.out
@@ -673,8 +598,8 @@ def test_no_log_hides_the_secret_from_output_and_report(project: Project) -> Non
 
 def test_exit_code_is_zero_only_when_nothing_failed(project: Project) -> None:
     project.inventory(("h1",))
-    ok = project.apply("- hosts: all\n  gather_facts: false\n  tasks: [{command: 'true'}]\n")
-    failed = project.apply("- hosts: all\n  gather_facts: false\n  tasks: [{command: 'false'}]\n")
+    ok = project.apply(playbook("    - {command: 'true'}\n"))
+    failed = project.apply(playbook("    - {command: 'false'}\n"))
     assert (ok.rc, failed.rc) == (0, 1)
 
 
@@ -690,13 +615,10 @@ def test_an_unreachable_host_is_reported_and_the_others_finish(project: Project)
         "down": {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": _closed_port()},
         "h3": {"ansible_connection": "local"},
     })
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  tasks:
+    run = project.apply(playbook("""\
     - name: work
       copy: {content: x, dest: "%D%/{{ inventory_hostname }}"}
-""", "-T", "3")
+"""), "-T", "3")
     assert run.rc == 1
     assert run.recap("down")["unreachable"] == 1
     assert run.recap("h1")["changed"] == 1 and run.recap("h3")["changed"] == 1
@@ -706,14 +628,10 @@ def test_an_unreachable_host_is_reported_and_the_others_finish(project: Project)
 def test_a_missing_templated_vars_file_fails_that_host_not_the_run(project: Project) -> None:
     project.inventory(("h1", "h2"))
     project.write("vars/h1.yml", {"v": 1})
-    run = project.apply("""
-- hosts: all
-  gather_facts: false
-  vars_files: ["vars/{{ inventory_hostname }}.yml"]
-  tasks:
+    run = project.apply(playbook("""\
     - name: t
       debug: msg="{{ v }}"
-""")
+""", vars_files=["vars/{{ inventory_hostname }}.yml"]))
     assert run.rc == 1
     assert run.result("t", "h1")["status"] == "ok"
     assert run.recap("h2")["failed"] == 1
