@@ -1,0 +1,120 @@
+"""What one managed host spends, in CPU, on a no-op run: provision (and pyinfra), and the parts
+of it no tool can avoid. Prints figures; asserts nothing.
+
+    python bench/host_cpu.py [--runs 20] [--tools provision,pyinfra]
+
+One fleet host (tests/fleet: Debian 13, its own sshd on 127.0.0.1, its own PID namespace).
+Everything a connection starts on the host (sshd-session, sshd-auth, the shell, python, the
+commands it runs) is reaped, directly or as an orphan, by the host's PID 1, its sshd; so the
+growth of that sshd's children CPU (/proc/PID/stat cutime + cstime) across a run is what the
+run cost the host. The clock ticks are 10 ms: each figure is a mean over --runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR.parent))
+
+from bench import run as benchrun  # noqa: E402
+from tests.fleet import fleet as fleetmod  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+STDLIB = "import json, subprocess, threading, typing, socket"
+
+
+def children_cpu(pid: int) -> float:
+    """CPU seconds of the reaped children (and theirs) of `pid`."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / TICK   # cutime, cstime (fields 16 and 17)
+
+
+def settle(pid: int, quiet_for: float = 0.3, limit: float = 5.0) -> None:
+    """Wait until nothing more is reaped (an agent may finish after its controller left)."""
+    last, since, t0 = children_cpu(pid), time.monotonic(), time.monotonic()
+    while time.monotonic() - t0 < limit:
+        time.sleep(0.05)
+        now = children_cpu(pid)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_for:
+            return
+
+
+def mean_host_cpu(pid: int, runs: int, step: object) -> tuple[float, float]:
+    """(host CPU ms, controller CPU ms) per call of step(), averaged over `runs` calls."""
+    settle(pid)
+    host0 = children_cpu(pid)
+    ctl0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    me0 = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(runs):
+        step()  # type: ignore[operator]
+    settle(pid)
+    ctl1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    me1 = resource.getrusage(resource.RUSAGE_SELF)
+    ctl = (ctl1.ru_utime + ctl1.ru_stime - ctl0.ru_utime - ctl0.ru_stime
+           + me1.ru_utime + me1.ru_stime - me0.ru_utime - me0.ru_stime)
+    return (children_cpu(pid) - host0) / runs * 1e3, ctl / runs * 1e3
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--tools", default="provision,pyinfra")
+    args = ap.parse_args(argv)
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    if "pyinfra" in tools:
+        benchrun.ensure_venv(lambda m: print(m, file=sys.stderr))
+    benchrun.precompile()
+    rows: list[tuple[str, float, float]] = []
+    for tool in tools:
+        with fleetmod.Fleet(1, name=f"hostcpu-{tool}", log=lambda m: None) as fleet:
+            pid = fleet.hosts[0].init_pid
+            assert pid is not None
+            workdir = benchrun.WORK / "runs" / f"hostcpu-{tool}-{time.strftime('%H%M%S')}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            cmd, env, cwd = benchrun.command_for(tool, fleet, 1, workdir)
+
+            def apply(cmd: list[str] = cmd, env: dict[str, str] = env, cwd: Path = cwd) -> None:
+                subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               check=True)
+
+            apply()  # converge (and, for provision, write the host's bytecode cache)
+            rows.append((f"{tool}: a whole no-op run of bench/baseline.yml", *mean_host_cpu(pid, args.runs, apply)))
+            if tool != "provision":
+                continue
+            # Each step: connect, run one command, disconnect (what a command costs shows only once
+            # its connection's sshd-session has exited and been reaped by PID 1).
+            def connect_and(command: str) -> object:
+                def step() -> None:
+                    c = fleet.ssh(fleet.hosts[0])
+                    c.exec_command(command)[1].read()
+                    c.close()
+                return step
+
+            base, base_ctl = mean_host_cpu(pid, args.runs, connect_and("true"))
+            rows.append(("  of which any tool pays: sshd for one connection (connect, authenticate, exec `true`)",
+                         base, base_ctl))
+            for label, command in (("python3 start-up (`python3 -I -S -c pass`)", "python3 -I -S -c pass"),
+                                   (f"python3 start-up and the agent's stdlib imports (`{STDLIB}`)",
+                                    f"python3 -I -S -c '{STDLIB}'"),
+                                   ("one `dpkg-query -W tree jq pkg-config`", "dpkg-query -W tree jq pkg-config")):
+                host_ms, _ = mean_host_cpu(pid, args.runs, connect_and(command))
+                rows.append((f"  of which: {label}, beyond that connection", host_ms - base, float("nan")))
+    print(f"\nHost CPU per run, mean of {args.runs} (one Debian 13 fleet host); controller CPU alongside\n")
+    print("| what | host CPU ms | controller CPU ms |")
+    print("|---|---:|---:|")
+    for what, host_ms, ctl_ms in rows:
+        print(f"| {what} | {host_ms:.1f} | {'-' if ctl_ms != ctl_ms else f'{ctl_ms:.1f}'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
