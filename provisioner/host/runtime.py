@@ -15,7 +15,7 @@ import subprocess
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 # No dataclasses, tempfile, hashlib here: this file is imported by every agent on every host,
-# and those imports (with the code `@dataclass` generates) cost each host ~10 ms of CPU per run.
+# and those imports (with the code `@dataclass` generates) cost each host ~8 ms of CPU per run (agent no-op 43 -> 35 ms).
 
 
 class ModuleArgs:
@@ -23,7 +23,7 @@ class ModuleArgs:
     default (none: required). A list or dict default is copied for each instance.
 
     Not a dataclass: `@dataclass` generates each class's methods with exec() when the module
-    is imported, and imports `inspect`: ~10 ms of CPU on every host on every run. The
+    is imported, and imports `inspect`: ~8 ms of CPU on every host on every run. The
     controller checks and converts the values (provisioner.validate) before they travel.
     """
 
