@@ -58,7 +58,7 @@ class SubAgent:
 
     def __init__(self, user: str, password: Optional[str], bundle_line: bytes) -> None:
         python = sys.executable or "python3"
-        boot = _boot_code()
+        boot = BOOT_CODE
         if os.geteuid() == 0 and user == "root":
             argv = [python, "-I", "-S", "-c", boot]
         elif password:
@@ -167,10 +167,6 @@ def _current_user() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         return str(os.geteuid())
-
-
-def _boot_code() -> str:
-    return BOOT_CODE
 
 
 # The one line a host's python3 runs: skip anything before the marker (a sudo password
