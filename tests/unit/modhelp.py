@@ -1,8 +1,12 @@
-"""Run a host-side module in-process, as the agent would on a host: validate, plan, apply."""
+"""Run a host-side module in-process, as the agent would on a host: validate, plan, apply; serve it files."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import http.server
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from provisioner.host.dispatch import execute_module
@@ -27,3 +31,24 @@ class RecordingHost(Host):
     def run(self, argv: Sequence[str], **kw: Any) -> CommandResult:  # type: ignore[override]
         self.calls.append(list(argv))
         return super().run(argv, **kw)
+
+
+@contextmanager
+def serve_directory(root: Path) -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on 127.0.0.1 for the files in `root`: its base URL, and the paths asked of it so far."""
+    hits: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *a: Any) -> None:
+            hits.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,28 +6,23 @@ debian-archive-keyring package, exported with a throwaway gpg home.
 
 from __future__ import annotations
 
-import http.server
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from provisioner.host.dispatch import execute_module
-from provisioner.host.runtime import Host
 from provisioner.modules import apt_key as mod
-from provisioner.modules import host_modules, validate_args
+from tests.unit.modhelp import run_module, serve_directory
 
 pytestmark = pytest.mark.skipif(shutil.which("gpg") is None, reason="needs gpg to prepare keys")
 BOOKWORM = "/usr/share/keyrings/debian-archive-bookworm-stable.gpg"
 
 
 def apt_key(check: bool = False, **raw: Any) -> dict[str, Any]:
-    spec = host_modules()["apt_key"]
-    return execute_module(spec.module, validate_args(spec, raw), Host(check_mode=check))
+    return run_module("apt_key", check=check, **raw)
 
 
 def gpg(tmp_path: Path, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -77,19 +72,8 @@ def served(tmp_path: Path, key: dict[str, Any]) -> Iterator[tuple[str, list[str]
     www = tmp_path / "www"
     www.mkdir()
     (www / "debian.asc").write_text(key["armored"])
-    hits: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, directory=str(www), **kw)
-
-        def log_message(self, *a: Any) -> None:
-            hits.append(self.path)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/debian.asc", hits
-    server.shutdown()
+    with serve_directory(www) as (base, hits):
+        yield f"{base}/debian.asc", hits
 
 
 def test_url_with_id_is_not_fetched_again(key: dict[str, Any], served: tuple[str, list[str]]) -> None:

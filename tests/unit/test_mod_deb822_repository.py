@@ -6,21 +6,17 @@ this host's real APT configuration is never touched; apt-get --print-uris reads 
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from provisioner.host.dispatch import execute_module
-from provisioner.host.runtime import Host
 from provisioner.modules import deb822_repository as mod
-from provisioner.modules import host_modules, validate_args
+from tests.unit.modhelp import run_module, serve_directory
 
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
@@ -50,9 +46,7 @@ def apt_reads(sources_dir: Path) -> str:
 
 
 def deb822(check: bool = False, diff: bool = False, **raw: Any) -> dict[str, Any]:
-    """modhelp.run_module, which cannot take an argument called `name`."""
-    spec = host_modules()["deb822_repository"]
-    return execute_module(spec.module, validate_args(spec, raw), Host(check_mode=check, diff_mode=diff))
+    return run_module("deb822_repository", check=check, diff=diff, **raw)
 
 
 REPO: dict[str, Any] = {"name": "debian extra", "uris": "http://deb.debian.org/debian", "suites": "bookworm",
@@ -100,19 +94,8 @@ def key_server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
     served = tmp_path / "www"
     served.mkdir()
     shutil.copy(DEBIAN_KEYRING, served / "key.gpg")
-    hits: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, directory=str(served), **kw)
-
-        def log_message(self, *a: Any) -> None:
-            hits.append(self.path)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/key.gpg", hits
-    server.shutdown()
+    with serve_directory(served) as (base, hits):
+        yield f"{base}/key.gpg", hits
 
 
 def test_key_url_is_fetched_once_into_keyrings(apt_dirs: Path, key_server: tuple[str, list[str]]) -> None:
