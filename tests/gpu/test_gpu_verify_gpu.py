@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.gpu.cuda import require_cuda_device
+from tests.gpu.cuda import GPU_CHECKS, require_cuda_device
 
 pytestmark = pytest.mark.gpu
 
@@ -19,15 +19,6 @@ require_cuda_device()
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY_PY = REPO / "provisioner" / "gpu" / "verify.py"
-GPU_CHECKS = (
-    "gpu_present",
-    "driver",
-    "cupy",
-    "cupy_cuda",
-    "kernel_compile",
-    "matmul_exact_2048",
-    "matmul_vs_cublas",
-)
 
 
 def run_verify(*args: str, tmp: Path) -> tuple[int, dict[str, Any]]:

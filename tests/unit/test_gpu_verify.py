@@ -24,6 +24,7 @@ from rich.console import Console
 
 from provisioner.gpu import verify
 from provisioner.output.gpu_table import gpu_rows_from_results, render_gpu_table, render_gpu_text
+from tests.gpu.cuda import GPU_CHECKS
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY_PY = REPO / "provisioner" / "gpu" / "verify.py"
@@ -512,15 +513,7 @@ def test_a_host_like_the_captured_h100_runs_end_to_end(
     assert os.environ["CUPY_TF32"] == "0"
     assert any("CUPY_TF32=1 was set" in w for w in result["warnings"])
     by_name = {c["name"]: c for c in result["checks"]}
-    for name in (
-        "gpu_present",
-        "driver",
-        "cupy",
-        "cupy_cuda",
-        "kernel_compile",
-        "matmul_exact_2048",
-        "matmul_vs_cublas",
-    ):
+    for name in GPU_CHECKS:
         assert by_name[name]["ok"] is True, by_name[name]
     assert by_name["driver"]["detail"] == "driver 580.159.04, CUDA 13.0 (nvidia-smi)"
     assert result["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
