@@ -16,7 +16,6 @@ CuPy. The Python found is remembered by the agent for the run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -131,12 +130,7 @@ def files_wanted(args: Args, host: Host, directory: str) -> list[tuple[str, byte
     if args.perf_table is not None:
         table = json.dumps(args.perf_table, indent=1, sort_keys=True, default=str) + "\n"
         files.append((os.path.join(directory, TABLE), table.encode("utf-8")))
-    out = []
-    for path, content in files:
-        current = host.read_bytes(path)
-        same = current is not None and hashlib.sha256(current).digest() == hashlib.sha256(content).digest()
-        out.append((path, content, not same))
-    return out
+    return [(path, content, host.read_bytes(path) != content) for path, content in files]
 
 
 def plan(args: Args, host: Host) -> Change:
