@@ -257,7 +257,7 @@ class Loader:
         play.tasks.extend(self._task_list(raw, "tasks", base))
         play.post_tasks = self._task_list(raw, "post_tasks", base)
         play_handlers = self._task_list(raw, "handlers", base)
-        play.handlers = [*self.handlers, *_flatten_tasks(play_handlers)]
+        play.handlers = [*self.handlers, *iter_tasks(play_handlers, includes=False)]
         return play
 
     # -- roles -----------------------------------------------------------------------------
@@ -322,7 +322,8 @@ class Loader:
             nodes.extend(self._task_file(tasks_file, scoped, pos))
         handlers_file = _first_yaml(path / "handlers", handlers_from)
         if handlers_file is not None:
-            self.handlers.extend(_flatten_tasks(self._task_file(handlers_file, scoped, pos, handlers=True)))
+            handlers = self._task_file(handlers_file, scoped, pos, handlers=True)
+            self.handlers.extend(iter_tasks(handlers, includes=False))
         return nodes
 
     # -- tasks -----------------------------------------------------------------------------
@@ -705,24 +706,15 @@ def _vars_file(directory: Path, stem: str) -> dict[str, Any]:
     return data
 
 
-def _flatten_tasks(nodes: list[Node]) -> list[Task]:
+def iter_tasks(nodes: list[Node], includes: bool = True) -> list[Task]:
+    """Every task under these nodes, blocks opened; with `includes`, the tasks a dynamic
+    include_tasks loaded at load time too (a handler list keeps the include task itself)."""
     out: list[Task] = []
     for n in nodes:
         if isinstance(n, Block):
-            out.extend(_flatten_tasks(n.block + n.rescue + n.always))
+            out.extend(iter_tasks(n.block + n.rescue + n.always, includes))
         else:
             out.append(n)
-    return out
-
-
-def iter_tasks(nodes: list[Node]) -> list[Task]:
-    """Every task under these nodes, blocks and static includes opened."""
-    out: list[Task] = []
-    for n in nodes:
-        if isinstance(n, Block):
-            out.extend(iter_tasks(n.block + n.rescue + n.always))
-        else:
-            out.append(n)
-            if n.included:
+            if includes and n.included:
                 out.extend(iter_tasks(n.included))
     return out
