@@ -22,7 +22,7 @@ from typing import Any
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, parse_mode, text_diff
 from provisioner.modules.copy import backup_local
 from provisioner.modules.file import attr_ops, attrs_text, current_mode, path_info, run_ops
-from provisioner.modules.stat import digest
+from provisioner.modules.stat import digests
 
 ALIASES = {"username": "url_username", "password": "url_password", "thirsty": "force"}
 
@@ -131,12 +131,12 @@ def plan(args: Args, host: Host) -> Change:
     algorithm, want = expected_checksum(args)
     data: dict[str, Any] = {"dest": dest, "url": args.url}
     if os.path.isfile(dest):
-        data["checksum_dest"] = host.checksum(dest)
         try:
-            matches = not want or digest(dest, algorithm) == want
+            sums = digests(dest, "sha1", *([algorithm] if want else []))
         except ValueError:
             raise ModuleError(f"Could not hash file '{dest}' with algorithm '{algorithm}'")
-        if not args.force and matches:
+        data["checksum_dest"] = sums[0]  # Ansible's checksum (sha1); apply compares the download with it
+        if not args.force and (not want or sums[-1] == want):
             ops, b, a = attr_ops(dest, args.mode, args.owner, args.group)
             msg = "file already exists" + (" but file attributes changed" if ops else "")
             return Change(bool(ops), msg, text_diff(dest, attrs_text(b), attrs_text(a)), todo={"ops": ops},
@@ -171,14 +171,13 @@ def apply(args: Args, change: Change, host: Host) -> dict[str, Any]:
     out: dict[str, Any] = {"changed": True}
     tmp, out["status_code"] = download(args, args.url, args.tmp_dest or os.path.dirname(dest))
     try:
-        out["checksum_src"] = host.checksum(tmp)
+        sums = digests(tmp, "sha1", *([todo["algorithm"]] if todo["want"] else []))
+        out["checksum_src"] = sums[0]
         out["msg"] = f"OK ({os.path.getsize(tmp)} bytes)"
-        if todo["want"]:
-            got = digest(tmp, todo["algorithm"])
-            if got != todo["want"]:
-                raise ModuleError(f"The checksum for {dest} did not match {todo['want']}; it was {got}.",
-                                  checksum_src=out["checksum_src"])
-        if out["checksum_src"] == host.checksum(dest):
+        if todo["want"] and sums[-1] != todo["want"]:
+            raise ModuleError(f"The checksum for {dest} did not match {todo['want']}; it was {sums[-1]}.",
+                              checksum_src=out["checksum_src"])
+        if out["checksum_src"] == change.data.get("checksum_dest"):
             out["changed"] = False
         else:
             if args.backup and os.path.isfile(dest):
@@ -190,6 +189,6 @@ def apply(args: Args, change: Change, host: Host) -> dict[str, Any]:
     ops = attr_ops(dest, args.mode, args.owner, args.group)[0]
     run_ops(ops)
     out["changed"] = out["changed"] or bool(ops)
-    out["checksum_dest"] = host.checksum(dest)
+    out["checksum_dest"] = out["checksum_src"]  # dest now holds the downloaded bytes, or already did
     out.update({k: v for k, v in path_info(host, dest).items() if k != "path"})
     return out
