@@ -66,10 +66,6 @@ def _action_module(stem: str) -> Any:
     return importlib.import_module(f"{__name__}.{stem}")
 
 
-def controller_actions() -> dict[str, Any]:
-    return {name: _action_module(stem) for name, stem in _action_index().items()}
-
-
 @cache
 def lookup_action(name: str) -> ActionSpec | None:
     name = canonical_name(name)

@@ -365,7 +365,7 @@ class TaskRunner:
             inherited = Inherited(tags=task.tags, become=task.become, become_user=task.become_user,
                                   environment=task.environment, vars=task.vars, role=task.role,
                                   base_dir=path.parent)
-            nodes = loader._task_file(path, inherited, task.pos)
+            nodes = loader._task_file(path, inherited)
         params = {k: self.runner.templar.render(v, variables) for k, v in task.args.items()
                   if k not in ("file", "_raw_params", "apply")}
         loop_var = str(task.loop_control.get("loop_var", "item"))

@@ -62,9 +62,6 @@ class RoleInstance:
     params: dict[str, Any] = field(default_factory=dict)
     parent_names: tuple[str, ...] = ()
 
-    def search_dirs(self, kind: str) -> list[Path]:
-        return [self.path / kind, self.path]
-
 
 @dataclass
 class Task:
@@ -177,7 +174,6 @@ class Loader:
     def __init__(self, playbook_path: Path, roles_path: list[Path] | None = None) -> None:
         self.playbook_path = playbook_path
         self.roles_path = roles_path or default_roles_path(playbook_path.parent)
-        self._role_cache: dict[tuple[str, str], tuple[list[Node], list[Task]]] = {}
         self.handlers: list[Task] = []
 
     # -- playbook --------------------------------------------------------------------------
@@ -319,10 +315,10 @@ class Loader:
         if tasks_file is None and tasks_from != "main":
             raise UserError(f"role {name!r} has no tasks/{tasks_from}.yml", pos)
         if tasks_file is not None:
-            nodes.extend(self._task_file(tasks_file, scoped, pos))
+            nodes.extend(self._task_file(tasks_file, scoped))
         handlers_file = _first_yaml(path / "handlers", handlers_from)
         if handlers_file is not None:
-            handlers = self._task_file(handlers_file, scoped, pos, handlers=True)
+            handlers = self._task_file(handlers_file, scoped)
             self.handlers.extend(iter_tasks(handlers, includes=False))
         return nodes
 
@@ -333,9 +329,9 @@ class Loader:
             return []
         if not isinstance(items, list):
             raise UserError(f"`{key}` must be a list of tasks, not {type_name(items)}", raw.where(key))
-        return [self._node(item, items, i, inherited, handlers=key == "handlers") for i, item in enumerate(items)]
+        return [self._node(item, items, i, inherited) for i, item in enumerate(items)]
 
-    def _task_file(self, path: Path, inherited: Inherited, pos: Position, handlers: bool = False) -> list[Node]:
+    def _task_file(self, path: Path, inherited: Inherited) -> list[Node]:
         data = load_yaml_file(path)
         if data is None:
             return []
@@ -343,9 +339,9 @@ class Loader:
             raise UserError(f"a tasks file must be a list of tasks, not {type_name(data)}",
                             where(data) if isinstance(data, (YMap, YList)) else Position(str(path), 1, 1))
         inherited = replace(inherited, base_dir=path.parent)
-        return [self._node(item, data, i, inherited, handlers) for i, item in enumerate(data)]
+        return [self._node(item, data, i, inherited) for i, item in enumerate(data)]
 
-    def _node(self, raw: Any, container: Any, index: int, inherited: Inherited, handlers: bool = False) -> Node:
+    def _node(self, raw: Any, container: Any, index: int, inherited: Inherited) -> Node:
         pos = where(container, index)
         if not isinstance(raw, YMap):
             raise UserError(f"a task must be a mapping (`- name: ...` with a module), not {type_name(raw)}", pos)
@@ -358,7 +354,7 @@ class Loader:
             out = Block(block=self._task_list(raw, "block", inner), rescue=self._task_list(raw, "rescue", inner),
                         always=self._task_list(raw, "always", inner), pos=raw.where(), name=raw.get("name"))
             return out
-        return self._task(raw, inherited, handlers)
+        return self._task(raw, inherited)
 
     def _inherit(self, inherited: Inherited, raw: YMap) -> Inherited:
         out = inherited
@@ -378,7 +374,7 @@ class Loader:
             out = replace(out, notify=out.notify + tuple(str(n) for n in _as_list(raw["notify"], raw, "notify")))
         return out
 
-    def _task(self, raw: YMap, inherited: Inherited, handlers: bool) -> Node:
+    def _task(self, raw: YMap, inherited: Inherited) -> Node:
         from provisioner.actions import lookup_action  # late import: actions import this module's types
 
         action_keys = [k for k in raw if k not in TASK_KEYS]
@@ -493,7 +489,7 @@ class Loader:
                 own = replace(own, vars=own.vars + (extra,))
             if task.action == "include_tasks":  # its own `when` decides once, at run time, whether to include
                 own = replace(own, when=inherited.when)
-            nodes = self._task_file(path, own, task.pos)
+            nodes = self._task_file(path, own)
             if task.action == "include_tasks" and (task.loop is not None or len(task.when) > len(inherited.when)):
                 task.included = nodes
                 return task
