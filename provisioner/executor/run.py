@@ -21,7 +21,7 @@ from typing import Any
 from provisioner.connection.agent_client import AgentSession
 from provisioner.connection.base import Unreachable
 from provisioner.connection.local import LocalConnection
-from provisioner.errors import TemplateError, UserError
+from provisioner.errors import TemplateError
 from provisioner.executor.context import HostRun, HostVars, RunOptions, fact_vars
 from provisioner.executor.results import FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
 from provisioner.executor.task import TaskRunner
@@ -230,13 +230,10 @@ class Runner:
 
     def run_play(self, play: Play) -> None:
         self.play = play
-        try:
-            names = self.inventory.select(play.hosts, play.pos)
-            if self.options.limit:
-                allowed = set(self.inventory.select(self.options.limit))
-                names = [n for n in names if n in allowed]
-        except UserError:
-            raise
+        names = self.inventory.select(play.hosts, play.pos)
+        if self.options.limit:
+            allowed = set(self.inventory.select(self.options.limit))
+            names = [n for n in names if n in allowed]
         for n in names:
             self.hosts.setdefault(n, HostRun(self.inventory.hosts[n]))
         names = [n for n in names if not self.hosts[n].unreachable]
@@ -256,8 +253,8 @@ class Runner:
         for hr in runs:
             hr.failed = hr.stopped = False
             hr.notified = []
-        if any(hr.session is None for hr in runs):
-            fresh = [hr for hr in runs if hr.session is None]
+        fresh = [hr for hr in runs if hr.session is None]
+        if fresh:
             self.output.task_start("Gathering Facts", None)
             for result in self._parallel(fresh, self.connect):
                 self._record(result)
@@ -282,8 +279,8 @@ class Runner:
                 self._record(result)
                 if result.status in (FAILED, UNREACHABLE) and not result.ignored:
                     failed_now.append(name)
-            for name, _ in step:
-                self._advance(name, programs[name], results[[s[0] for s in step].index(name)], pending, programs)
+            for (name, _), result in zip(step, results):
+                self._advance(name, programs[name], result, pending, programs)
             if failed_now and (play.any_errors_fatal or any(
                     t.any_errors_fatal for n, t in step if n in failed_now)):
                 self._stop_all(pending, programs, "any_errors_fatal: a host failed, so the play stops for all")

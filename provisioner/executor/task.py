@@ -31,7 +31,8 @@ class ActionContext:
     """What a controller action may use: variables, templating, the host's modules, files."""
 
     def __init__(self, task_runner: TaskRunner, hr: HostRun, task: Task, variables: LazyVars,
-                 check: bool, diff: bool, env: dict[str, str], become: dict[str, Any] | None) -> None:
+                 check: bool, diff: bool, env: dict[str, str], become: dict[str, Any] | None,
+                 session: Any) -> None:
         self.runner = task_runner.runner
         self.hr = hr
         self.task = task
@@ -41,7 +42,7 @@ class ActionContext:
         self.diff = diff
         self.env = env
         self.become = become
-        self.session: Any = None  # set when the task is delegated to another host
+        self.session = session  # the delegate_to host's session; None: the host's own
 
     @property
     def host_name(self) -> str:
@@ -283,14 +284,13 @@ class TaskRunner:
             if not isinstance(rendered, Mapping):
                 raise TemplateError("`environment` must be a mapping")
             env.update({str(k): str(v) for k, v in rendered.items()})
-        become = self._become(hr, task, variables)
+        become = self._become(task, variables)
         session = self._delegate(hr, task, variables)
         if task.action in ("include_tasks", "include"):
-            return self._include(hr, task, variables)
+            return self._include(task, variables)
         args = templar.render(task.args, variables)
         if spec.controller is not None:
-            ctx = ActionContext(self, hr, task, variables, check, diff, env, become)
-            ctx.session = session
+            ctx = ActionContext(self, hr, task, variables, check, diff, env, become, session)
             model = getattr(spec.controller, "ARGS", None)
             free = getattr(spec.controller, "FREE_FORM", None)
             if free and "_raw_params" in args:
@@ -337,10 +337,9 @@ class TaskRunner:
             raise TemplateError(f"delegate_to: {target!r} is not a connected host of this run")
         return other.session
 
-    def _become(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any] | None:
+    def _become(self, task: Task, variables: LazyVars) -> dict[str, Any] | None:
         templar = self.runner.templar
-        play_become = None
-        become = task.become if task.become is not None else play_become
+        become = task.become
         if become is None:
             become = variables.get("ansible_become", False)
         if not _bool(templar.render(become, variables)):
@@ -354,7 +353,7 @@ class TaskRunner:
             out["password"] = str(templar.render(password, variables))
         return out
 
-    def _include(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
+    def _include(self, task: Task, variables: LazyVars) -> dict[str, Any]:
         if task.included is not None:
             nodes = task.included
         else:
@@ -392,6 +391,5 @@ class TaskRunner:
             if isinstance(r, dict) and r.get("diff"):
                 diffs.append(r["diff"])
         is_handler = self.runner.play is not None and any(task is h for h in self.runner.play.handlers)
-        return TaskResult(hr.name, task.display_name, task.action, status, msg,
-                          {k: v for k, v in data.items() if k != "_include"} if "_include" not in data else data,
-                          diffs, no_log=no_log, position=str(task.pos), handler=is_handler)
+        return TaskResult(hr.name, task.display_name, task.action, status, msg, data, diffs, no_log=no_log,
+                          position=str(task.pos), handler=is_handler)
