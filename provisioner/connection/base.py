@@ -1,21 +1,16 @@
-"""The connection protocol: run a command, open a stream to a program, put and get a file.
+"""The connection protocol: open the connection, start a program and talk to it over a stream.
 
-Local and SSH implement the same small surface, so everything above works on both.
+Local and SSH implement the same small surface, so everything above works on both. Commands and
+files go through the agent this starts (provisioner.connection.agent_client), never around it.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from provisioner.host.runtime import CommandResult
-
 
 class Unreachable(Exception):
     """The host could not be reached, or the connection broke: the host is `unreachable`."""
-
-
-# A command's outcome: the same value the host runtime returns (rc, stdout, stderr, ok).
-Result = CommandResult
 
 
 class Stream(Protocol):
@@ -30,8 +25,5 @@ class Connection(Protocol):
     name: str
 
     def open(self) -> None: ...
-    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float | None = None) -> Result: ...
     def start(self, argv: list[str]) -> Stream: ...
-    def put(self, data: bytes, remote_path: str) -> None: ...
-    def get(self, remote_path: str) -> bytes: ...
     def close(self) -> None: ...

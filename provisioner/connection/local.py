@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
-from provisioner.connection.base import Result, Unreachable
+from provisioner.connection.base import Unreachable
 
 
 class LocalStream:
@@ -56,20 +55,10 @@ class LocalConnection:
     def open(self) -> None:
         return None
 
-    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float | None = None) -> Result:
-        proc = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout)
-        return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
-
     def start(self, argv: list[str]) -> LocalStream:
         stream = LocalStream(argv)
         self._streams.append(stream)
         return stream
-
-    def put(self, data: bytes, remote_path: str) -> None:
-        Path(remote_path).write_bytes(data)
-
-    def get(self, remote_path: str) -> bytes:
-        return Path(remote_path).read_bytes()
 
     def close(self) -> None:
         for s in self._streams:

@@ -22,7 +22,7 @@ if "invoke" not in sys.modules:
 else:
     import paramiko
 
-from provisioner.connection.base import Result, Unreachable
+from provisioner.connection.base import Unreachable
 
 _KNOWN_HOSTS_LOCK = threading.Lock()
 
@@ -232,29 +232,6 @@ class SSHConnection:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise Unreachable(f"cannot start a command on {self.name}: {exc or type(exc).__name__}") from exc
         return SSHStream(channel, self.name)
-
-    def run(self, argv: list[str], stdin: bytes | None = None, timeout: float | None = None) -> Result:
-        try:
-            channel = self._transport().open_session()
-            channel.settimeout(timeout)
-            channel.exec_command(" ".join(shlex.quote(a) for a in argv))
-            if stdin:
-                channel.sendall(stdin)
-            channel.shutdown_write()
-            out = channel.makefile("rb").read()
-            err = channel.makefile_stderr("rb").read()
-            rc = channel.recv_exit_status()
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise Unreachable(f"command on {self.name} failed: {exc or type(exc).__name__}") from exc
-        return Result(rc, out.decode(errors="replace"), err.decode(errors="replace"))
-
-    def put(self, data: bytes, remote_path: str) -> None:
-        with self._transport().open_sftp_client() as sftp, sftp.open(remote_path, "wb") as f:
-            f.write(data)
-
-    def get(self, remote_path: str) -> bytes:
-        with self._transport().open_sftp_client() as sftp, sftp.open(remote_path, "rb") as f:
-            return f.read()
 
     def close(self) -> None:
         if self.client is not None:
