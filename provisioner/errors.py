@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -31,3 +33,9 @@ class UserError(Exception):
 
 class TemplateError(Exception):
     """A template could not be rendered (undefined variable, bad filter): fails the task on that host."""
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """The hint an error message ends with: " (did you mean 'x'?)" for the closest option, or ""."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -23,7 +23,7 @@ import jinja2.nodes
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from provisioner.errors import TemplateError
+from provisioner.errors import TemplateError, did_you_mean
 from provisioner.load.yamlsrc import UnsafeStr
 
 
@@ -501,10 +501,7 @@ def referenced_names(source: str, expression: bool = False) -> frozenset[str]:
     for node in ast.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):
         kind, known = ("filter", env.filters) if isinstance(node, jinja2.nodes.Filter) else ("test", env.tests)
         if node.name not in known:
-            import difflib
-            close = difflib.get_close_matches(node.name, list(known), n=1, cutoff=0.75)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TemplateError(f"unknown {kind} {node.name!r}{hint} in {source.strip()!r}")
+            raise TemplateError(f"unknown {kind} {node.name!r}{did_you_mean(node.name, known)} in {source.strip()!r}")
     declared = {n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")}
     guarded: set[int] = set()
     for node in ast.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioner.errors import Position, UserError
+from provisioner.errors import Position, UserError, did_you_mean
 from provisioner.modules import (
     ModuleSpec,
     _module_index,
@@ -93,9 +93,8 @@ def check_module_args(spec: ModuleSpec, raw: dict[str, Any], pos: Position, name
     fields = spec.fields
     for key, value in args.items():
         if key not in fields:
-            from provisioner.load.playbook import _did_you_mean
             allowed = ", ".join(sorted(f for f in fields if not f.startswith("_")))
-            raise UserError(f"module {name!r} has no argument {key!r}{_did_you_mean(str(key), fields)}; "
+            raise UserError(f"module {name!r} has no argument {key!r}{did_you_mean(str(key), fields)}; "
                             f"expected one of: {allowed}", pos)
         if _contains_template(value):
             continue
@@ -118,10 +117,9 @@ def check_model_args(model: type, raw: dict[str, Any], pos: Position, name: str,
         if given not in names and not any(f.alias == given for f in named):
             if len(named) < len(arg_fields(model)):
                 continue  # the model collects unnamed arguments
-            from provisioner.load.playbook import _did_you_mean
             allowed = ", ".join(sorted(names))
             raise UserError(f"module {name!r} has no argument {given!r}"
-                            f"{_did_you_mean(str(given), names)};"
+                            f"{did_you_mean(str(given), names)};"
                             f" expected one of: {allowed}", pos)
     literal = {k: v for k, v in raw.items() if not _contains_template(v)}
     try:

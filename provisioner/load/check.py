@@ -8,12 +8,11 @@ that nothing defines is a typo, and the run stops here with its task's position.
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import Position, TemplateError, UserError
+from provisioner.errors import Position, TemplateError, UserError, did_you_mean
 from provisioner.executor.context import RunOptions
 from provisioner.load.inventory import Inventory
 from provisioner.load.playbook import MAGIC_VARS, Play, Playbook, Task, check_serial, iter_tasks
@@ -117,10 +116,8 @@ def _check_play(play: Play, inventory: Inventory, options: RunOptions, carried: 
         _check_task(task, names, values)
         for notified in task.notify:
             if not is_template(notified) and notified not in handlers:
-                close = difflib.get_close_matches(notified, sorted(handlers), n=1, cutoff=0.75)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise UserError(f"task {task.display_name!r} notifies {notified!r}, but no handler of the play "
-                                f"has that name or listens to it{hint}", task.pos)
+                                f"has that name or listens to it{did_you_mean(notified, handlers)}", task.pos)
     return persistent
 
 
@@ -166,8 +163,7 @@ def _check_task(task: Task, names: set[str], values: dict[str, Any]) -> None:
         for name in sorted(used - names - local):
             if name.startswith("ansible_"):
                 continue  # facts and connection variables: only known on the host
-            close = difflib.get_close_matches(name, sorted(names - MAGIC_VARS), n=1, cutoff=0.75)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name, names - MAGIC_VARS)
             raise UserError(f"undefined variable {name!r} in task {task.display_name!r}{hint}: nothing "
                             "(inventory, vars, defaults, register, set_fact, -e) defines it", task.pos)
     if task.loop is not None and isinstance(task.loop, str):

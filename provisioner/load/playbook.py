@@ -9,14 +9,13 @@ the tasks they apply to, so the executor sees flat, self-contained tasks.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import Position, UserError
+from provisioner.errors import Position, UserError, did_you_mean
 from provisioner.load.yamlsrc import YList, YMap, load_yaml_file, type_name, where
 
 PLAY_KEYS = {
@@ -205,7 +204,7 @@ class Loader:
     def _load_play(self, raw: YMap, path: Path) -> Play:
         for key in raw:
             if key not in PLAY_KEYS:
-                hint = _did_you_mean(str(key), PLAY_KEYS)
+                hint = did_you_mean(str(key), PLAY_KEYS)
                 msg = f"unknown play keyword {key!r}{hint}"
                 if key in TASK_KEYS or _looks_like_module(str(key)):
                     msg += " (tasks go under `tasks:`)"
@@ -348,7 +347,7 @@ class Loader:
         if "block" in raw:
             for key in raw:
                 if key not in BLOCK_KEYS:
-                    raise UserError(f"unknown block keyword {key!r}{_did_you_mean(str(key), BLOCK_KEYS)}",
+                    raise UserError(f"unknown block keyword {key!r}{did_you_mean(str(key), BLOCK_KEYS)}",
                                     raw.where(key))
             inner = self._inherit(inherited, raw)
             out = Block(block=self._task_list(raw, "block", inner), rescue=self._task_list(raw, "rescue", inner),
@@ -386,7 +385,7 @@ class Loader:
         if len(action_keys) > 1:
             unknown = [k for k in action_keys if lookup_action(str(k)) is None]
             bad = unknown[0] if unknown else action_keys[1]
-            hint = _did_you_mean(str(bad), TASK_KEYS)
+            hint = did_you_mean(str(bad), TASK_KEYS)
             msg = (f"unknown task keyword {bad!r}{hint}" if hint or (unknown and len(unknown) < len(action_keys))
                    else f"task has more than one module: {', '.join(map(str, action_keys))}")
             raise UserError(msg, raw.where(bad))
@@ -403,7 +402,7 @@ class Loader:
         spec = lookup_action(key)
         if spec is None:
             candidates = _all_action_names()
-            raise UserError(f"unknown module {key!r}{_did_you_mean(key, candidates)}", raw.where(action_keys[0]))
+            raise UserError(f"unknown module {key!r}{did_you_mean(key, candidates)}", raw.where(action_keys[0]))
         args = self._parse_args(value, raw, key, spec.free_form)
         if isinstance(raw.get("args"), dict):
             args = {**raw["args"], **args}
@@ -612,11 +611,6 @@ def check_serial(serial: Any, pos: Position) -> None:
         if size is not None and "{{" not in str(size) and not re.fullmatch(r"\s*(\d+|\d+(\.\d+)?%)\s*", str(size)):
             raise UserError(f"`serial` must be a number of hosts, a percentage like 30%, or a list of them, "
                             f"not {type_name(size)}", pos)
-
-
-def _did_you_mean(word: str, options: Any) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _looks_like_module(word: str) -> bool:
