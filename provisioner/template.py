@@ -354,7 +354,7 @@ class LazyVars(Mapping[str, Any]):
         return value
 
     def __contains__(self, key: object) -> bool:
-        return any(key in layer for layer in self._layers) or key in environment().globals
+        return any(key in layer for layer in self._layers)
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
@@ -381,7 +381,7 @@ class _Context(dict):  # type: ignore[type-arg]
     def __getitem__(self, key: str) -> Any:
         try:
             return self.variables[key]
-        except KeyError:  # LazyVars says it contains the globals (omit, lookup) but holds only variables
+        except KeyError:  # not a variable: a global (omit, lookup...), as __contains__ says
             return environment().globals[key]
 
 
