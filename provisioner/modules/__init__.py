@@ -1,7 +1,7 @@
 """The registry of host-side modules: each file here is one module, found by its name.
 
 Module files run on the managed host (standard library only); the controller imports
-them too, to check arguments against each module's `Args` dataclass (`provisioner.validate`).
+them too, to check arguments against each module's `Args` class (`provisioner.validate`).
 """
 
 from __future__ import annotations
@@ -120,13 +120,9 @@ def validate_args(spec: ModuleSpec, raw: dict[str, Any]) -> Any:
     return validate(spec.args_type, normalize_args(spec, raw))
 
 
-ValidationError = ArgsError  # the name this error had when pydantic raised it
-
-
 __all__ = [
     "ArgsError",
     "ModuleSpec",
-    "ValidationError",
     "canonical_name",
     "host_module",
     "host_modules",
