@@ -385,6 +385,13 @@ class _Context(dict):  # type: ignore[type-arg]
             return environment().globals[key]
 
 
+def render_compiled(tmpl: jinja2.Template, variables: Mapping[str, Any]) -> Any:
+    """A compiled template's output, its names read from `variables` (a LazyVars renders what is
+    read) with the environment's globals behind them."""
+    ctx = tmpl.new_context(_Context(variables), shared=True)  # type: ignore[arg-type]
+    return tmpl.environment.concat(tmpl.root_render_func(ctx))  # type: ignore[attr-defined]
+
+
 class Templar:
     """Renders strings, lists and dicts against a variable mapping."""
 
@@ -410,9 +417,7 @@ class Templar:
                 if isinstance(value, str):  # "{{ name }}\n" keeps its newline, as Jinja's text does
                     value = value.__class__(source[:m.start("expr") - 2] + value + source[m.end("expr") + 2:])
                 return value
-            tmpl = _compiled_template(source)
-            ctx = tmpl.new_context(_Context(variables), shared=True)  # type: ignore[arg-type]
-            return tmpl.environment.concat(tmpl.root_render_func(ctx))  # type: ignore[attr-defined]
+            return render_compiled(_compiled_template(source), variables)
         except Exception as exc:
             raise _template_error(exc, source) from None
 

@@ -32,16 +32,13 @@ def run(args: ARGS, ctx: Any) -> dict[str, Any]:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"cannot read template {path}: {exc}") from None
-    from provisioner.template import LazyVars, file_template
+    from provisioner.template import LazyVars, file_template, render_compiled
     layer = {"template_path": str(path), "template_fullpath": str(path.resolve()),
              "template_destpath": args.dest, "template_host": ctx.host_name,
              "ansible_managed": "Managed by provision: do not edit by hand"}
     variables = LazyVars([ctx.vars, layer], ctx.templar)
     try:
-        tmpl = file_template(source, args.trim_blocks, args.lstrip_blocks)
-        from provisioner.template import _Context
-        jctx = tmpl.new_context(_Context(variables), shared=True)  # type: ignore[arg-type]
-        text = tmpl.environment.concat(tmpl.root_render_func(jctx))  # type: ignore[attr-defined]
+        text = render_compiled(file_template(source, args.trim_blocks, args.lstrip_blocks), variables)
     except TemplateError as exc:
         raise TemplateError(f"{args.src}: {exc}") from None
     except Exception as exc:
