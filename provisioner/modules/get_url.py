@@ -74,11 +74,11 @@ def _open(args: Args, url: str) -> Any:
         raise ModuleError(f"Request failed: {reason} ({url})", status_code=-1, response=str(reason), url=url)
 
 
-def download(args: Args, url: str, directory: str | None) -> tuple[str, int]:
-    """Stream url into a new temp file in directory: (its path, the HTTP status); the caller removes it."""
+def download(args: Args, directory: str | None) -> tuple[str, int]:
+    """Stream args.url into a new temp file in directory: (its path, the HTTP status); the caller removes it."""
     fd, tmp = tempfile.mkstemp(prefix=".provision-get_url-", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as f, _open(args, url) as resp:
+        with os.fdopen(fd, "wb") as f, _open(args, args.url) as resp:
             shutil.copyfileobj(resp, f, 1 << 20)
             return tmp, getattr(resp, "status", None) or resp.getcode()
     except BaseException:
@@ -169,7 +169,7 @@ def apply(args: Args, change: Change, host: Host) -> dict[str, Any]:
         return {}
     dest = todo["dest"]
     out: dict[str, Any] = {"changed": True}
-    tmp, out["status_code"] = download(args, args.url, args.tmp_dest or os.path.dirname(dest))
+    tmp, out["status_code"] = download(args, args.tmp_dest or os.path.dirname(dest))
     try:
         sums = digests(tmp, "sha1", *([todo["algorithm"]] if todo["want"] else []))
         out["checksum_src"] = sums[0]

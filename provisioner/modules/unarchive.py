@@ -173,7 +173,7 @@ def plan(args: Args, host: Host) -> Change:
     if "://" not in args.src:
         return _plan(args, host, os.path.expanduser(args.src))
     fetch = get_url.Args(url=args.src, dest="", validate_certs=args.validate_certs)
-    fetched = get_url.download(fetch, args.src, host.tmpdir)[0]
+    fetched = get_url.download(fetch, host.tmpdir)[0]
     try:
         change = _plan(args, host, fetched)
     except BaseException:
