@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import TemplateError
-from provisioner.load.yamlsrc import load_yaml_file
 
 FREE_FORM = "file"
 
@@ -32,7 +31,7 @@ def run(args: ARGS, ctx: Any) -> dict[str, Any]:
         raise TemplateError("include_vars needs a file or dir")
     loaded: dict[str, Any] = {}
     for f in files:
-        data = load_yaml_file(f) or {}
+        data = ctx.runner.vars_file(f) or {}  # parsed once per run, for all hosts
         if not isinstance(data, dict):
             raise TemplateError(f"{f}: a vars file must be a mapping")
         loaded.update(data)

@@ -83,7 +83,8 @@ class Runner:
         return layers
 
     def _cached(self, key: tuple[Any, ...], make: Any) -> Any:
-        """Layers that stay the same for a host during a play, built once instead of per task.
+        """What stays the same for a play or a run (a host's layers, a parsed vars file), built once
+        instead of per task or per host.
 
         The values are only read (variables are layered, never written into these dicts).
         """
@@ -92,6 +93,15 @@ class Runner:
         except KeyError:
             value = self._layer_cache[key] = make()
             return value
+
+    def vars_file(self, path: Path) -> Any:
+        """A YAML vars file's data, parsed once per run while the file is unchanged: every host reads
+        the same vars_files and include_vars files. Callers copy what they keep."""
+        try:
+            st = path.stat()
+        except OSError:
+            return load_yaml_file(path)  # says what is wrong with it
+        return self._cached(("file", str(path), st.st_mtime_ns, st.st_size), lambda: load_yaml_file(path))
 
     def variables_for(self, name: str) -> LazyVars:
         hr = self.hosts.get(name) or HostRun(self.inventory.hosts[name])
@@ -125,7 +135,7 @@ class Runner:
                 name = self.templar.render(cand, base)
                 path = play.base_dir / str(name)
                 if path.exists():
-                    data = load_yaml_file(path) or {}
+                    data = self.vars_file(path) or {}
                     if not isinstance(data, dict):
                         raise TemplateError(f"vars file {path} must be a mapping of variables")
                     merged.update(data)
