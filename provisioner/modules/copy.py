@@ -143,7 +143,7 @@ def plan_content(host: Host, args: Any, path: str, after: bytes, msg: str, data:
     return Change(changed or bool(ops) or bool(w.pre), msg, diff, todo=w, data=data)
 
 
-def _source(args: Args) -> bytes:
+def _source(args: Args, host: Host) -> bytes:
     if args.content_b64 is not None:
         return base64.b64decode(args.content_b64)
     if args.content is not None:
@@ -157,11 +157,10 @@ def _source(args: Args) -> bytes:
         raise ModuleError(f"src {args.src} is on the controller: it must be sent as content_b64")
     if os.path.isdir(args.src):
         raise ModuleError(f"remote_src copy of a directory ({args.src}) is not supported")
-    try:
-        with open(args.src, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
+    data = host.read_bytes(args.src)
+    if data is None:
         raise ModuleError(f"Source {args.src} not found")
+    return data
 
 
 def plan(args: Args, host: Host) -> Change:
@@ -181,7 +180,7 @@ def plan(args: Args, host: Host) -> Change:
         dest = os.path.realpath(dest)
     if os.path.isdir(dest):
         raise ModuleError(f"{dest} is a directory: it cannot be replaced by a file")
-    body = _source(args)
+    body = _source(args, host)
     mode = args.mode
     if mode == "preserve":  # keep src's mode; for a controller src the controller sends the mode itself
         mode = f"{st_mod.S_IMODE(os.stat(args.src).st_mode):04o}" if args.remote_src and args.src else None
