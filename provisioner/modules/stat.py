@@ -26,16 +26,9 @@ class Args(ModuleArgs):
 
 
 def digests(path: str, *algorithms: str) -> list[str]:
-    """The file's hex digest by each algorithm, all from one read of it (a large download is read once).
-
-    A small file goes through runtime.new_hash's builtin hashes: importing hashlib (OpenSSL) would cost
-    the host more than it saves. From 1 MiB on, OpenSSL: its sha1 is ~8x the builtin one's speed.
-    """
-    if os.path.getsize(path) < 1 << 20:
-        hashes = [new_hash(a) for a in algorithms]
-    else:
-        import hashlib
-        hashes = [hashlib.new(a) for a in algorithms]
+    """The file's hex digest by each algorithm, all from one read of it (a large download is read once)."""
+    size = os.path.getsize(path)
+    hashes = [new_hash(a, size=size) for a in algorithms]
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             for h in hashes:
