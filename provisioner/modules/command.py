@@ -52,11 +52,11 @@ def plan(args: Args, host: Host) -> Change:
     return Change(True, "would run: %s" % shown if host.check_mode else "", data={"cmd": args.cmd or args.argv})
 
 
-def run_and_report(host: Host, argv: Any, args: Any, shell: bool) -> Dict[str, Any]:
+def run_and_report(host: Host, argv: Any, args: Any, shell: bool, executable: Optional[str] = None) -> Dict[str, Any]:
     stdin = args.stdin
     if stdin is not None and args.stdin_add_newline and not stdin.endswith("\n"):
         stdin += "\n"
-    res = host.run(argv, stdin=stdin, cwd=args.chdir, shell=shell)
+    res = host.run(argv, stdin=stdin, cwd=args.chdir, shell=shell, executable=executable)
     out, err = res.stdout, res.stderr
     if args.strip_empty_ends:
         out, err = out.rstrip("\r\n"), err.rstrip("\r\n")

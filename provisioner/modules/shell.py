@@ -35,6 +35,4 @@ def plan(args: Args, host: Host) -> Change:
 
 
 def apply(args: Args, change: Change, host: Host) -> Dict[str, Any]:
-    if args.executable:
-        host.env["PROVISION_SHELL"] = args.executable
-    return run_and_report(host, args.cmd or "", args, shell=True)
+    return run_and_report(host, args.cmd or "", args, shell=True, executable=args.executable)
