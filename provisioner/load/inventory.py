@@ -70,10 +70,10 @@ class Inventory:
             return []
         seen.add(name)
         group = self.groups[name]
-        out = list(group.hosts)
+        out = dict.fromkeys(group.hosts)  # ordered and deduplicated in one pass, not `h not in list`
         for child in group.children:
-            out.extend(h for h in self.group_members(child, seen) if h not in out)
-        return out
+            out.update(dict.fromkeys(self.group_members(child, seen)))
+        return list(out)
 
     def group_names(self, host: str) -> list[str]:
         return sorted(g for g in self.groups if g not in ("all", "ungrouped") and host in self.group_members(g))
