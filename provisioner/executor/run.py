@@ -69,8 +69,8 @@ class Runner:
         roles = play.roles if play else []
         for role in roles:
             layers.append(role.defaults)
-        layers.append(self._cached(("inventory", hr.name), lambda: self.inventory.host_vars(hr.name)))
-        layers.append(self._cached(("facts", hr.name, id(hr.facts)), lambda: fact_vars(hr.facts)))
+        layers.append(self._inventory_layer(hr))
+        layers.append(self._facts_layer(hr))
         if play:
             layers.append(play.vars)
             layers.append(self._cached(("vars_files", hr.name, id(play)), lambda: self._vars_files(play, hr)))
@@ -78,9 +78,18 @@ class Runner:
                 layers.append(role.vars)
         layers.append(hr.host_facts)
         layers.append(hr.registered)
-        layers.append(self._cached(("magic", hr.name, id(play), id(self.play_hosts)),
-                                   lambda: self.magic_vars(hr, play)))
+        layers.append(self._magic_layer(hr, play))
         return layers
+
+    def _inventory_layer(self, hr: HostRun) -> dict[str, Any]:
+        return self._cached(("inventory", hr.name), lambda: self.inventory.host_vars(hr.name))
+
+    def _facts_layer(self, hr: HostRun) -> dict[str, Any]:
+        return self._cached(("facts", hr.name, id(hr.facts)), lambda: fact_vars(hr.facts))
+
+    def _magic_layer(self, hr: HostRun, play: Play | None) -> dict[str, Any]:
+        return self._cached(("magic", hr.name, id(play), id(self.play_hosts)),
+                            lambda: self.magic_vars(hr, play))
 
     def _cached(self, key: tuple[Any, ...], make: Any) -> Any:
         """What stays the same for a play or a run (a host's layers, a parsed vars file), built once
@@ -127,8 +136,10 @@ class Runner:
 
     def _vars_files(self, play: Play, hr: HostRun) -> dict[str, Any]:
         merged: dict[str, Any] = {}
-        base = LazyVars([self.inventory.host_vars(hr.name), fact_vars(hr.facts), play.vars,
-                         self.magic_vars(hr, play), self.options.extra_vars], self.templar)
+        if not play.vars_files:
+            return merged
+        base = LazyVars([self._inventory_layer(hr), self._facts_layer(hr), play.vars, self._magic_layer(hr, play),
+                         self.options.extra_vars], self.templar)
         for entry in play.vars_files:
             candidates = entry if isinstance(entry, list) else [entry]
             for cand in candidates:
