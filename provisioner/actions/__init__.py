@@ -89,7 +89,7 @@ def all_action_names() -> list[str]:
 
 
 def check_module_args(spec: ModuleSpec, raw: dict[str, Any], pos: Position, name: str) -> None:
-    args = normalize_args(spec, {k: v for k, v in raw.items()})
+    args = normalize_args(spec, raw)  # a new dict: raw stays as written
     fields = spec.fields
     for key, value in args.items():
         if key not in fields:

@@ -205,7 +205,7 @@ def _template_texts(task: Task) -> list[tuple[str, bool]]:
     for group in (task.when, task.changed_when, task.failed_when, (task.until,) if task.until else ()):
         for cond in group:
             if isinstance(cond, str):
-                out.append((cond, not is_template(cond)) if not is_template(cond) else (cond, False))
+                out.append((cond, not is_template(cond)))  # a bare expression, or a {{ }} template
     return out
 
 

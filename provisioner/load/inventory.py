@@ -17,7 +17,7 @@ from provisioner.load.yamlsrc import YMap, load_yaml_file, type_name, where
 
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+$")
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-_INT_VARS = ("ansible_port", "ansible_ssh_port", "ansible_timeout")
+_PORT_VARS = ("ansible_port", "ansible_ssh_port")
 _GROUP_KEYS = {"hosts", "children", "vars"}
 _CONNECTIONS = ("local", "ssh", "paramiko", "smart")  # what the runner can open
 _RANGE = re.compile(r"\[([0-9]+|[a-zA-Z]):([0-9]+|[a-zA-Z])(?::([0-9]+))?\]")
@@ -257,9 +257,9 @@ def _load_group(inv: Inventory, name: str, body: Any, container: Any, parent: st
                                     hpos)
                 hvars = hvars or {}
                 _check_vars(hvars, f"host {hname!r}")
-                for key in _INT_VARS:
+                for key in _PORT_VARS:
                     if key in hvars:
-                        _port(hvars[key], where(hvars, key), hname) if "port" in key else None
+                        _port(hvars[key], where(hvars, key), hname)
                 host = inv.hosts.setdefault(hname, Host(hname, {}, ["all"], hpos))
                 host.vars.update(hvars)
                 if hname not in group.hosts:
@@ -271,7 +271,7 @@ def _load_group(inv: Inventory, name: str, body: Any, container: Any, parent: st
                             where(body, "children"))
         for cname, cbody in children.items():
             _load_group(inv, str(cname), cbody, children, parent=name)
-    for key in ("ansible_port", "ansible_ssh_port"):
+    for key in _PORT_VARS:
         if key in group.vars:
             _port(group.vars[key], where(gvars, key), f"group {name}")
 
