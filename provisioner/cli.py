@@ -47,10 +47,23 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("-D", "--diff", action="store_true", help="show what changes in files")
             sp.add_argument("--report", help="write the whole run as JSON to this file")
             sp.add_argument("-q", "--quiet", action="store_true", help="only the recap")
+            _listing_options(sp)
+    sp = sub.add_parser("init", help="write a starter lab (inventory, lab.yml, group_vars) into a new directory")
+    sp.add_argument("directory")
     sp = sub.add_parser("facts", help="print hosts' facts as JSON")
     sp.add_argument("hosts", nargs="*", default=["all"])
     common(sp)
     return p
+
+
+def _listing_options(sp: argparse.ArgumentParser) -> None:
+    """ansible-playbook's: list, or check only, instead of running (nothing is contacted)."""
+    sp.add_argument("--list-hosts", action="store_true", help="list each play's hosts, run nothing")
+    sp.add_argument("--list-tasks", action="store_true", help="list the tasks that would run, with their tags")
+    sp.add_argument("--list-tags", action="store_true", help="list each play's task tags")
+    sp.add_argument("--syntax-check", action="store_true", help="validate only, touch nothing (as `provision check`)")
+    sp.add_argument("--start-at-task", metavar="NAME",
+                    help="start at the first task whose name matches (a name or pattern such as 'Install*')")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,20 +72,22 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        if args.verbose >= 3:
+        if getattr(args, "verbose", 0) >= 3:
             traceback.print_exc()
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: one line, the traceback only with -vvv
-        if args.verbose >= 3:
+        if getattr(args, "verbose", 0) >= 3:
             traceback.print_exc()
         print(f"internal error: {type(exc).__name__}: {exc} (run with -vvv for the traceback)", file=sys.stderr)
         return 3
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "init":
+        return _init(Path(args.directory))
     from provisioner.executor.context import RunOptions
     from provisioner.load.inventory import load_inventory
 
@@ -103,9 +118,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     playbook = loader.load()
     add_playbook_var_dirs(inventory, path.parent)
     check_playbook(playbook, inventory, options)
-    if args.command == "check":
+    if args.command == "check" or getattr(args, "syntax_check", False):
         print(f"{path}: ok ({len(playbook.plays)} play(s))")
         return 0
+    if getattr(args, "list_hosts", False) or getattr(args, "list_tasks", False) or getattr(args, "list_tags", False):
+        from provisioner.output.listing import listing
+        print(listing(playbook, inventory, options, hosts=args.list_hosts, tasks=args.list_tasks, tags=args.list_tags))
+        return 0
+    if getattr(args, "start_at_task", None):
+        from provisioner.load.start_at import start_at_task
+        playbook = start_at_task(playbook, args.start_at_task, options.tags, options.skip_tags)
     if args.command == "plan":
         from provisioner.plan import show_plan
         return show_plan(playbook, inventory, options, loader)
@@ -133,6 +155,15 @@ def _apply(args: argparse.Namespace, playbook: Any, inventory: Any, options: Any
     if runner.interrupted.is_set():
         return 130
     return 0 if ok else 1
+
+
+def _init(directory: Path) -> int:
+    from provisioner.init import init_lab
+
+    for path in init_lab(directory):
+        print(f"wrote {path}")
+    print(f"next: provision apply {directory / 'lab.yml'} -i {directory / 'inventory.yml'} --check")
+    return 0
 
 
 def _facts(args: argparse.Namespace, inventory: Any, options: Any) -> int:

@@ -29,6 +29,7 @@ from provisioner.load.inventory import Inventory
 from provisioner.load.playbook import Block, Loader, Node, Play, Playbook, Task
 from provisioner.load.yamlsrc import load_yaml_file
 from provisioner.output.events import Output
+from provisioner.shipped import DATA_DIR
 from provisioner.template import LazyVars, Templar, mark_unsafe
 
 HostProgram = Generator[Task, TaskResult, bool]
@@ -124,7 +125,7 @@ class Runner:
             "hostvars": HostVars(self), "play_hosts": self.play_hosts, "ansible_play_hosts": self.play_hosts,
             "ansible_play_hosts_all": self.play_hosts, "ansible_play_batch": self.play_hosts,
             "ansible_check_mode": self.options.check, "ansible_diff_mode": self.options.diff,
-            "playbook_dir": str(self.playbook.path.parent.resolve()),
+            "playbook_dir": str(self.playbook.path.parent.resolve()), "provision_data_dir": str(DATA_DIR),
             "inventory_dir": str(Path(self.inventory.source).parent) if self.inventory.source else None,
             "ansible_play_name": play.name if play else "", "ansible_version": {"full": "2.19.0", "major": 2,
                                                                                "minor": 19, "string": "2.19.0"},

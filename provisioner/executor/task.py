@@ -18,7 +18,7 @@ from provisioner.connection.base import Unreachable
 from provisioner.errors import TemplateError, UserError
 from provisioner.executor.context import HostRun
 from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
-from provisioner.load.playbook import Task
+from provisioner.load.playbook import Task, selected_by_tags
 from provisioner.modules import validate_args
 from provisioner.template import LazyVars, _bool, mark_unsafe
 from provisioner.validate import ArgsError, as_dict, validate_model
@@ -87,16 +87,7 @@ class TaskRunner:
 
     # -- selection ---------------------------------------------------------------------------
     def selected_by_tags(self, task: Task) -> bool:
-        opts = self.runner.options
-        tags = set(task.tags)
-        if "always" in tags and "always" not in opts.skip_tags:
-            return not (tags & opts.skip_tags - {"always"}) if opts.skip_tags else True
-        if opts.tags and not (tags & opts.tags or ("tagged" in opts.tags and tags)
-                              or ("untagged" in opts.tags and not tags) or "all" in opts.tags):
-            return False
-        if "never" in tags and not (tags & opts.tags):
-            return False
-        return not (opts.skip_tags and tags & opts.skip_tags)
+        return selected_by_tags(task.tags, self.runner.options.tags, self.runner.options.skip_tags)
 
     def variables(self, hr: HostRun, task: Task, extra: Mapping[str, Any] | None = None) -> LazyVars:
         runner = self.runner

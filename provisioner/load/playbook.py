@@ -17,6 +17,7 @@ from typing import Any
 
 from provisioner.errors import Position, UserError, did_you_mean
 from provisioner.load.yamlsrc import YList, YMap, load_yaml_file, type_name, where
+from provisioner.shipped import shipped_roles
 
 PLAY_KEYS = {
     "name", "hosts", "vars", "vars_files", "roles", "pre_tasks", "tasks", "post_tasks", "handlers",
@@ -46,7 +47,7 @@ MAGIC_VARS = {
     "ansible_config_file", "ansible_parent_role_names", "ansible_role_names", "ansible_play_role_names",
     "ansible_play_name", "ansible_search_path", "environment", "ansible_env", "lookup", "query", "q",
     "range", "dict", "lipsum", "cycler", "joiner", "namespace", "True", "False", "None", "true", "false",
-    "none", "provision_facts", "ansible_local",
+    "none", "provision_facts", "ansible_local", "provision_data_dir",
 }
 
 
@@ -136,6 +137,7 @@ class Play:
     force_handlers: bool = False
     base_dir: Path = field(default_factory=Path)
     strategy: str = "linear"
+    tags: frozenset[str] = frozenset()  # the play's own; its tasks have them too
 
 
 @dataclass
@@ -223,7 +225,8 @@ class Loader:
             diff=raw.get("diff"), ignore_unreachable=raw.get("ignore_unreachable"), base_dir=path.parent,
             any_errors_fatal=raw.get("any_errors_fatal"),
         )
-        play = Play(name=str(raw.get("name") or hosts), hosts=hosts, pos=raw.where(), base_dir=path.parent)
+        play = Play(name=str(raw.get("name") or hosts), hosts=hosts, pos=raw.where(), base_dir=path.parent,
+                    tags=base.tags)
         play.vars = dict(_mapping(raw, "vars"))
         vf = raw.get("vars_files") or []
         if not isinstance(vf, (str, list)):
@@ -520,11 +523,24 @@ class Loader:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def selected_by_tags(tags: frozenset[str], only: frozenset[str], skip: frozenset[str]) -> bool:
+    """Whether a task with these tags runs under `--tags only --skip-tags skip`, as in Ansible
+    (`always` unless skipped by name, `never` only when asked for, `tagged`/`untagged`/`all`)."""
+    if "always" in tags and "always" not in skip:
+        return not (tags & skip - {"always"}) if skip else True
+    if only and not (tags & only or ("tagged" in only and tags) or ("untagged" in only and not tags)
+                     or "all" in only):
+        return False
+    if "never" in tags and not (tags & only):
+        return False
+    return not (skip and tags & skip)
+
+
 def default_roles_path(playbook_dir: Path) -> list[Path]:
     paths = [playbook_dir / "roles", playbook_dir.parent / "roles"]
     for env in ("PROVISION_ROLES_PATH", "ANSIBLE_ROLES_PATH"):
         paths += [Path(p) for p in os.environ.get(env, "").split(":") if p]
-    paths.append(Path(__file__).resolve().parents[2] / "roles")
+    paths.append(shipped_roles())  # the roles that come with provision, last
     out: list[Path] = []
     for p in paths:
         if p not in out:

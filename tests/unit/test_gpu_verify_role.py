@@ -21,6 +21,7 @@ from rich.console import Console
 from provisioner.executor.results import FAILED, OK, TaskResult
 from provisioner.modules import gpu_verify as mod
 from provisioner.output.summary import gpu_rows, print_summaries
+from provisioner.shipped import DATA_DIR
 from provisioner.template import LazyVars, Templar
 from tests.unit.modhelp import run_module
 
@@ -245,7 +246,7 @@ def test_the_module_runs_under_the_hosts_python_3_8() -> None:
 
 def role_vars(facts: dict[str, Any], probe: dict[str, Any] | None = None, **extra: Any) -> LazyVars:
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
-    layer = {"ansible_facts": facts, "role_path": str(ROLE),
+    layer = {"ansible_facts": facts, "role_path": str(ROLE), "provision_data_dir": str(DATA_DIR),
              "gpu_verify_probe": probe or {"cupy_python": None, "gpu_vendor": "nvidia"}, **extra}
     return LazyVars([defaults, layer], Templar())
 
