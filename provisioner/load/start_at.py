@@ -3,7 +3,8 @@
 Plays before the one holding that task are dropped; in it, every task before the match is;
 facts are still gathered and handlers kept. The name is matched as Ansible matches it: the
 task's own name or its shown name (`role : name`), exactly or as a shell pattern (`Install*`),
-among the tasks that --tags/--skip-tags select, and through static imports only.
+among the tasks that --tags/--skip-tags select, inside the includes the loader read ahead (not
+inside an include_tasks with a loop or a `when`, resolved only at run time).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def start_at_task(playbook: Playbook, pattern: str, tags: frozenset[str] = froze
             first = replace(play, pre_tasks=cut[0], tasks=cut[1], post_tasks=cut[2])
             return replace(playbook, plays=[first, *playbook.plays[i + 1:]])
     raise UserError(f"--start-at-task {pattern!r}: no task of the playbook has that name "
-                    "(a name or a pattern such as 'Install*'; tasks of dynamic include_tasks are not searched)")
+                    "(a name or a pattern such as 'Install*'; tasks of an include_tasks with a loop or `when` are not searched)")
 
 
 def _nodes_from(nodes: list[Node], matches: Callable[[Task], bool]) -> list[Node] | None:

@@ -245,6 +245,26 @@ def test_start_at_task_without_a_match_is_one_line_exit_2_and_nothing_runs(lab: 
     rc, out, err = lab.run("--start-at-task", "no such task", "-l", "localhost")
     assert rc == 2 and out == ""
     assert err.splitlines() == ["error: --start-at-task 'no such task': no task of the playbook has that name "
-                                "(a name or a pattern such as 'Install*'; tasks of dynamic include_tasks "
-                                "are not searched)"]
+                                "(a name or a pattern such as 'Install*'; tasks of an include_tasks with a "
+                                "loop or `when` are not searched)"]
     assert lab.ran() == set()
+
+
+def test_list_tasks_sees_into_includes_read_ahead_and_lists_a_looped_include_as_one_task(lab: Lab) -> None:
+    (lab.root / "inc.yml").write_text("- name: included one\n  debug: msg=i\n")
+    (lab.root / "site.yml").write_text("""\
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: inc loop
+      include_tasks: inc.yml
+      loop: [1, 2]
+    - import_tasks: inc.yml
+    - include_role: {name: r1}
+      tags: [viarole]
+""")
+    rc, out, _ = lab.run("--list-tasks")
+    assert rc == 0
+    assert [line.strip() for line in out.splitlines()[5:]] == [
+        "inc loop\tTAGS: []", "included one\tTAGS: []", "r1 : role task one\tTAGS: [rt, viarole]",
+        "r1 : in block\tTAGS: [blk, bt, viarole]"]
