@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _listing_options(sp: argparse.ArgumentParser) -> None:
-    """ansible-playbook's: list, or check only, instead of running (nothing is contacted)."""
+    """ansible-playbook's: list or only check instead of running (no host contacted), or start at a task."""
     sp.add_argument("--list-hosts", action="store_true", help="list each play's hosts, run nothing")
     sp.add_argument("--list-tasks", action="store_true", help="list the tasks that would run, with their tags")
     sp.add_argument("--list-tags", action="store_true", help="list each play's task tags")
