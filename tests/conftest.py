@@ -133,6 +133,8 @@ def summary_line(counts: dict[str, dict[str, int]], skip_reasons: dict[str, list
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> Iterator[None]:
     yield  # after pytest's short summary: the line sits just above the final count
+    if config.option.collectonly:
+        return
     kinds = config.stash[_KIND_KEY]
     reasons: dict[str, list[str]] = {}
     for report in terminalreporter.stats.get("skipped", ()):
