@@ -19,11 +19,15 @@ from tests.fleet.fleet import Entry, Fleet, FleetHost
 # Where roles and playbooks put what they manage (/var/lib/dpkg: the package database).
 MANAGED_PATHS = ("/etc", "/usr", "/var/lib/dpkg", "/root", "/home", "/opt", "/srv")
 
-# Paths a run legitimately changes without changing what the host is: the agent's bytecode
-# cache, written by the agent itself after a run (provisioner/host/bundle.py): provision's own
-# compiled code, not something a playbook manages. (Logs and apt's lists and their timestamps
-# live outside MANAGED_PATHS; the package state is /var/lib/dpkg/status, compared per package.)
-NOT_STATE = ("/root/.cache/provision", "/home/admin/.cache/provision")
+# Paths a run legitimately changes without changing what the host is: the login users' cache
+# directories (~/.cache, disposable by definition), where the agent keeps its bytecode cache,
+# written by the agent itself after a run (provisioner/host/bundle.py): provision's own compiled
+# code, not something a playbook manages. (Logs and apt's lists and their timestamps live outside
+# MANAGED_PATHS; the package state is /var/lib/dpkg/status, compared per package.)
+NOT_STATE = ("/root/.cache", "/home/admin/.cache")
+# ...and so the home directories holding them get a new mtime on a host's first run (~/.cache
+# created): their mode, owner and entries are still compared, their mtime is not.
+DIR_MTIME_NOT_STATE = ("/root", "/home/admin")
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,8 @@ def state_diff(before: HostState, after: HostState) -> list[str]:
             lines.append(f"added    {path}")
         elif new is None:
             lines.append(f"removed  {path}")
-        elif old != new:
+        elif old != new and not (path in DIR_MTIME_NOT_STATE and old._replace(mtime_ns=None) ==
+                                 new._replace(mtime_ns=None)):
             lines.append(f"modified {path}: {_describe(old, new)}")
     for name in sorted(set(before.packages) | set(after.packages)):
         old_p, new_p = before.packages.get(name, "(absent)"), after.packages.get(name, "(absent)")
