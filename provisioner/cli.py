@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
         common(sp)
         sp.add_argument("-t", "--tags", action="append", default=[])
         sp.add_argument("--skip-tags", action="append", default=[])
+        if name in ("apply", "plan"):
+            sp.add_argument("--facts-from", metavar="FILE",
+                            help="what-if: these facts (JSON: one host's, or {host: facts}) instead of the "
+                                 "gathered ones; plan and apply --check only")
         if name == "apply":
             sp.add_argument("-C", "--check", action="store_true", help="decide and report, change nothing")
             sp.add_argument("-D", "--diff", action="store_true", help="show what changes in files")
@@ -89,16 +93,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init(Path(args.directory))
     from provisioner.executor.context import RunOptions
+    from provisioner.executor.fake_facts import load_facts_file
     from provisioner.load.inventory import load_inventory
 
+    facts_from = getattr(args, "facts_from", None)
     options = RunOptions(
-        check=getattr(args, "check", False), diff=getattr(args, "diff", False), forks=max(1, args.forks),
+        check=getattr(args, "check", False) or args.command == "plan",  # plan changes nothing
+        diff=getattr(args, "diff", False), forks=max(1, args.forks),
         limit=args.limit, tags=frozenset(_split(getattr(args, "tags", []))),
         skip_tags=frozenset(_split(getattr(args, "skip_tags", []))),
         extra_vars=parse_extra_vars(args.extra_vars), verbosity=args.verbose,
         known_hosts=[Path(k).expanduser() for k in args.known_hosts],
         accept_new_host_keys=args.accept_new_host_keys, connect_timeout=args.timeout,
         report_path=Path(args.report) if getattr(args, "report", None) else None,
+        facts_from=load_facts_file(facts_from) if facts_from else None, use_fake_facts=args.command != "facts",
     )
     if args.ask_become_pass:
         options.become_password = getpass.getpass("BECOME password: ")
@@ -131,6 +139,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "plan":
         from provisioner.plan import show_plan
         return show_plan(playbook, inventory, options, loader)
+    if not options.check:  # a real apply acts on the facts it gathers: refused before any host is touched
+        from provisioner.executor.fake_facts import refuse_in_real_apply
+        names = {n for play in playbook.plays for n in inventory.select(play.hosts, play.pos)}
+        if options.limit:
+            names &= set(inventory.select(options.limit))
+        refuse_in_real_apply(((n, inventory.host_vars(n)) for n in sorted(names)), options.extra_vars, facts_from)
     return _apply(args, playbook, inventory, options, loader)
 
 

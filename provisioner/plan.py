@@ -8,10 +8,8 @@ per host; exits 1 when any host has a refusal (or could not be reached).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -19,8 +17,9 @@ from rich.table import Table
 
 from provisioner import compat
 from provisioner.actions.gpu_preflight import plan_for
-from provisioner.errors import TemplateError
+from provisioner.errors import TemplateError, UserError
 from provisioner.executor.context import HostRun
+from provisioner.executor.fake_facts import FAKE_FACTS_VAR, fake_facts
 from provisioner.executor.run import Runner
 from provisioner.load.playbook import Play, iter_tasks
 from provisioner.output.events import Output
@@ -78,11 +77,12 @@ def host_plan(runner: Runner, play: Play, hr: HostRun) -> tuple[dict[str, Any], 
                          runner.options.extra_vars], runner.templar)
 
     try:
-        fake = variables().get("provision_fake_facts")
-        if fake:  # another OS's facts stand in for this host's (tests, what-if plans): roles/README.md
-            hr.facts = json.loads(Path(str(fake)).expanduser().read_text(encoding="utf-8"))
+        # another OS's facts stand in for this host's (what-if plans; play vars and -e included)
+        fake = fake_facts(runner.options.facts_from, hr.name, variables().get(FAKE_FACTS_VAR), check=True)
+        if fake is not None:
+            hr.facts = fake
         plan = plan_for(dict(hr.facts), variables())
-    except (compat.RequestError, compat.MatrixError, TemplateError, OSError, ValueError) as exc:
+    except (compat.RequestError, compat.MatrixError, TemplateError, UserError, OSError, ValueError) as exc:
         return dict(hr.facts), {}, [str(exc)]
     return dict(hr.facts), plan, list(plan["refusals"])
 

@@ -29,6 +29,10 @@ class RunOptions:
     accept_new_host_keys: bool = False
     connect_timeout: float = 10.0
     report_path: Path | None = None
+    # What-if facts (executor/fake_facts.py): --facts-from's content; fake facts are used only in
+    # check mode (plan, --check), and never by `provision facts`, which shows the gathered ones.
+    facts_from: dict[str, Any] | None = None
+    use_fake_facts: bool = True
 
 
 @dataclass

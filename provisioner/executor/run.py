@@ -8,7 +8,6 @@ max_fail_percentage between steps, as Ansible's linear strategy does.
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import threading
@@ -21,8 +20,9 @@ from typing import Any
 from provisioner.connection.agent_client import AgentSession
 from provisioner.connection.base import Unreachable
 from provisioner.connection.local import LocalConnection
-from provisioner.errors import TemplateError
+from provisioner.errors import TemplateError, UserError
 from provisioner.executor.context import HostRun, HostVars, RunOptions, fact_vars
+from provisioner.executor.fake_facts import FAKE_FACTS_VAR, fake_facts
 from provisioner.executor.results import FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
 from provisioner.executor.task import TaskRunner
 from provisioner.load.inventory import Inventory
@@ -162,6 +162,8 @@ class Runner:
         t0 = time.monotonic()
         try:
             hvars = self.variables_for(hr.name)
+            fake = fake_facts(self.options.facts_from, hr.name, hvars.get(FAKE_FACTS_VAR),
+                              self.options.check) if self.options.use_fake_facts else None
             conn_type = str(hvars.get("ansible_connection", hr.host.connection))
             if conn_type == "local":
                 conn: Any = LocalConnection(hr.name)
@@ -189,7 +191,7 @@ class Runner:
             session = AgentSession(conn, python=python)
             hr.session = session
             reply = session.start({"op": "facts"})
-        except TemplateError as exc:
+        except (TemplateError, UserError) as exc:  # UserError: fake facts outside check mode, or unreadable
             return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, str(exc), duration=time.monotonic() - t0)
         except Unreachable as exc:
             hr.unreachable = True
@@ -203,10 +205,8 @@ class Runner:
         if reply.get("failed"):
             return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, reply.get("msg", ""),
                               data=reply, duration=time.monotonic() - t0)
-        hr.facts = mark_unsafe(reply.get("facts", {}))
-        fake = hvars.get("provision_fake_facts")
-        if fake:  # tests only: plan another OS family's host on this one (check mode)
-            hr.facts = mark_unsafe(json.loads(Path(str(fake)).read_text(encoding="utf-8")))
+        # check mode may plan another OS family's host on this one (executor/fake_facts.py)
+        hr.facts = mark_unsafe(fake if fake is not None else reply.get("facts", {}))
         return TaskResult(hr.name, "Gathering Facts", "setup", OK, "", duration=time.monotonic() - t0)
 
     def local_session(self) -> AgentSession:

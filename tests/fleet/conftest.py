@@ -24,7 +24,8 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
 @pytest.fixture(scope="session")
 def fleet_image():
     """Path of the cached trixie root (built once, ~1-2 min, under a lock); skips when the
-    machine cannot run a fleet (not root, no debootstrap/unshare/overlay, no mirror)."""
+    machine cannot run a fleet (not root, no debootstrap/unshare/overlay, no mirror); under
+    CI=true that skip fails the run with its reason (tests/conftest.py)."""
     reason = fleetmod.check_requirements()
     if reason:
         pytest.skip("fleet unavailable: " + reason)

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from tests.fleet.fleet import Fleet, FleetHost
+from tests.fleet.hoststate import assert_unchanged, host_state
 
 FleetFactory = Callable[..., Fleet]
 
@@ -186,8 +187,11 @@ def test_lab_playbook_on_five_hosts_then_second_run_changes_nothing(
         assert_lab_state(fleet, h)
 
     fleet.reset_log()
+    before = {h.name: host_state(fleet, h) for h in fleet.hosts}
     second = provision.apply(site, fleet.inventory_path)
     assert second.rc == 0, second.out
+    for h in fleet.hosts:   # judged on the host: no file rewritten, no package touched
+        assert_unchanged(before[h.name], host_state(fleet, h), h.name)
     assert second.changed() == {h.name: 0 for h in fleet.hosts}, second.out
     assert "nothing changed" in second.out
     sessions = {h.name: fleet.count_exec_sessions(h) for h in fleet.hosts}
@@ -309,8 +313,11 @@ def test_host_dies_mid_run_then_rerun_converges_without_repeating(
     print(f"after restart: rc={rerun.rc} in {rerun.seconds:.1f}s, changed={rerun.changed()}")
     assert rerun.rc == 0, rerun.out
     assert rerun.changed() == {"host01": 0, "host02": 3, "host03": 0}, rerun.out
+    before = {h.name: host_state(fleet, h) for h in fleet.hosts}
     third = provision.apply(pb, fleet.inventory_path)
     assert third.rc == 0 and set(third.changed().values()) == {0}, third.out
+    for h in fleet.hosts:
+        assert_unchanged(before[h.name], host_state(fleet, h), h.name)
     for h in fleet.hosts:
         assert read(h, "/root/counter-before") == "once\n", h.name
         assert read(h, "/root/counter-after") == "once\n", h.name
@@ -690,12 +697,17 @@ def test_fifty_hosts_at_once_finish_a_noop_run(
                           report=report)
     timing = tmp_path / "time.txt"
     fleet.reset_log()
+    # the whole state of 50 hosts is a lot to walk on a shared machine: the first, middle and last
+    watched = [fleet.hosts[0], fleet.hosts[24], fleet.hosts[49]]
+    before = {h.name: host_state(fleet, h) for h in watched}
     proc = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", str(timing), *argv], cwd=REPO, check=False,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout
     wall, peak_kib = timing.read_text().split()[-2:]
     recap = json.loads(report.read_text())["recap"]
     assert len(recap) == 50 and all(r["changed"] == 0 and r["ok"] == 5 for r in recap.values()), recap
+    for h in watched:
+        assert_unchanged(before[h.name], host_state(fleet, h), h.name)
     sessions = max(fleet.count_exec_sessions(h) for h in fleet.hosts)
     print(f"\n50 hosts, no-op run of 4 tasks: {float(wall):.1f}s wall, controller peak RSS "
           f"{int(peak_kib) / 1024:.0f} MiB, at most {sessions} exec session(s) per host")

@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from tests.fleet.fleet import Fleet, FleetHost
+from tests.fleet.hoststate import HostState, assert_unchanged, host_state
 
 pytestmark = pytest.mark.fleet
 
@@ -96,6 +97,7 @@ class Run:
     out: str
     report: dict[str, Any]
     seconds: float
+    host_states: tuple[HostState, HostState] | None = None   # the host before and after, when taken
 
     def changed(self, host: str) -> int:
         return int(self.report["recap"][host]["changed"])
@@ -171,8 +173,10 @@ def test_build_essentials_and_distro_rust_compile_and_run_the_chapters_matmul(fl
     version = t.check_output("rustc --version")
     assert version.startswith("rustc 1.85"), version
 
+    before = host_state(fleet, h)
     second = apply(tmp_path, inventory, "--tags", "build,rust")
     assert second.rc == 0, second.out
+    assert_unchanged(before, host_state(fleet, h), h.name)
     assert second.changed(h.name) == 0, second.out
     print(f"\nbuild_essentials+rust on Debian 13: first run {first.seconds:.0f}s "
           f"({first.durations(h.name)}), second run {second.seconds:.2f}s")
@@ -191,7 +195,8 @@ def test_build_essentials_and_distro_rust_compile_and_run_the_chapters_matmul(fl
 
 @pytest.fixture(scope="module")
 def cuda_build_host(fleet_image: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, Run, Run]]:
-    """ONE Debian 13 host given build tools, Debian's CUDA 12.4 and the cuDNN wheel, applied twice."""
+    """ONE Debian 13 host given build tools, Debian's CUDA 12.4 and the cuDNN wheel, applied twice
+    (the second Run carries the host's state before and after it)."""
     workdir = tmp_path_factory.mktemp("cuda")
     fleet = Fleet(1, name="roles-cuda")
     fleet.up()
@@ -199,7 +204,12 @@ def cuda_build_host(fleet_image: Any, tmp_path_factory: pytest.TempPathFactory) 
         trust_the_controllers_tls(fleet.hosts[0])
         inventory = fleet.write_inventory(extra_vars=BUILD_HOST_VARS)
         first = apply(workdir, inventory, "--tags", "build,driver,cuda,cudnn")
-        second = apply(workdir, inventory, "--tags", "build,driver,cuda,cudnn") if first.rc == 0 else first
+        if first.rc == 0:
+            before = host_state(fleet, 0)
+            second = apply(workdir, inventory, "--tags", "build,driver,cuda,cudnn")
+            second.host_states = (before, host_state(fleet, 0))
+        else:
+            second = first
         h = fleet.hosts[0].name
         print(f"\nCUDA 12.4 (distro) + cuDNN (pip) on Debian 13: first run {first.seconds:.0f}s "
               f"({first.durations(h)}), second run {second.seconds:.2f}s")
@@ -262,6 +272,8 @@ def test_cuda_and_cudnn_second_run_changes_nothing(cuda_build_host: tuple[Fleet,
     assert first.rc == 0, first.out
     assert first.changed(h.name) > 0
     assert second.rc == 0, second.out
+    assert second.host_states is not None
+    assert_unchanged(*second.host_states, h.name)   # judged on the host, CUDA's thousands of files included
     assert second.changed(h.name) == 0, [r["task"] for r in second.report["results"] if r["status"] == "changed"]
     for task in ("cuda_toolkit : Install the distribution's CUDA toolkit", "cudnn : Install the cuDNN wheel into the venv",
                  "build_essentials : Install the compiler, make, pkg-config and OpenSSL headers (one transaction)"):

@@ -17,11 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.gpu.cuda import require_cuda_device
+from tests.gpu.cuda import gpu_module_marks
 
-pytestmark = pytest.mark.gpu
-
-require_cuda_device()
+pytestmark = gpu_module_marks()
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "tests" / "gpu" / "verify_only.yml"

@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.gpu.cuda import GPU_CHECKS, require_cuda_device
+from tests.gpu.cuda import GPU_CHECKS, gpu_module_marks
 
-pytestmark = pytest.mark.gpu
-
-require_cuda_device()
+pytestmark = gpu_module_marks()
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY_PY = REPO / "provisioner" / "gpu" / "verify.py"

@@ -552,6 +552,8 @@ def test_extra_vars_win(project: Project) -> None:
 
 # -- become, secrets, exit codes, unreachable -----------------------------------------------
 def test_become_locally_as_root(project: Project) -> None:
+    """Run as root this cannot tell whether become happened: tests/fleet/test_become_fleet.py has an
+    unprivileged user become another one and reads the owners on the host."""
     import os
     if os.geteuid() != 0:
         pytest.skip("needs root: become without sudo only works when already root")

@@ -29,14 +29,11 @@ from tests.gpu.cuda import GPU_CHECKS
 REPO = Path(__file__).resolve().parents[2]
 VERIFY_PY = REPO / "provisioner" / "gpu" / "verify.py"
 PERF_YML = REPO / "provisioner" / "data" / "gpu_perf.yml"
-FIXTURES = REPO.parent / "shared" / "fixtures" / "h100-ubuntu2404"
+FIXTURES = REPO / "tests" / "data" / "h100-ubuntu2404"
 
 
 def fixture(name: str) -> str:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"captured fixture {path} not present in this checkout")
-    return path.read_text()
+    return (FIXTURES / name).read_text()
 
 
 @pytest.fixture(scope="module")
@@ -497,7 +494,6 @@ def test_a_host_like_the_captured_h100_runs_end_to_end(
         f"  *) cat {FIXTURES / 'nvidia-smi.txt'};; esac\n"
     )
     smi.chmod(0o755)
-    fixture("nvidia-smi.txt")
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("CUPY_TF32", "1")  # a user's setting the program must override, and say so
     monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")

@@ -9,8 +9,10 @@ import ast
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -229,10 +231,36 @@ def test_the_program_comes_from_the_agents_bundle(monkeypatch: pytest.MonkeyPatc
     assert mod.program_source() == b"print('bundled')\n"
 
 
+def program_dir_as_nobody(wanted: str, home: Path) -> str:
+    """mod.program_dir(wanted) asked by an unprivileged user: `nobody` through setpriv when this is
+    root (CI), else the user running the tests; with HOME=home, under the hosts' system python."""
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
+    proc = subprocess.run(
+        [*drop, "env", "-i", f"HOME={home}", f"PYTHONPATH={REPO}", "PYTHONDONTWRITEBYTECODE=1", python, "-c",
+         "import os, sys; from provisioner.modules import gpu_verify as m; "
+         "print(os.geteuid()); print(m.program_dir(sys.argv[1]))", wanted],
+        capture_output=True, text=True, timeout=60, check=True)
+    uid, answer = proc.stdout.splitlines()
+    assert uid != "0"
+    return answer
+
+
 def test_an_unwritable_program_dir_falls_back_to_the_users_cache(tmp_path: Path) -> None:
     assert mod.program_dir(str(tmp_path / "a" / "b")) == str(tmp_path / "a" / "b")
-    if os.geteuid() != 0:
-        assert mod.program_dir("/proc/provision") == os.path.expanduser("~/.cache/provision")
+    # pytest's tmp_path sits below a 0700 directory: use one the unprivileged user can walk into
+    base = Path(tempfile.mkdtemp(prefix="gpu-verify-"))
+    try:
+        base.chmod(0o755)
+        locked = base / "owned-by-root"      # there, but not writable by the asking user
+        locked.mkdir(mode=0o755)
+        home = base / "home"
+        for wanted in (str(locked / "lib"), "/proc/provision"):
+            assert program_dir_as_nobody(wanted, home) == f"{home}/.cache/provision", wanted
+        if os.geteuid() == 0:   # root may write there: it keeps the directory it asked for
+            assert mod.program_dir(str(locked / "lib")) == str(locked / "lib")
+    finally:
+        shutil.rmtree(base)
 
 
 def test_the_module_runs_under_the_hosts_python_3_8() -> None:
