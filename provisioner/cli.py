@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--accept-new-host-keys", action="store_true",
                         help="record unknown host keys (changed keys are still refused)")
         sp.add_argument("-T", "--timeout", type=float, default=10.0, help="SSH connect timeout in seconds")
+        sp.add_argument("-F", "--ssh-config", metavar="FILE",
+                        help="OpenSSH client config to read (default: ~/.ssh/config when it exists)")
+        sp.add_argument("--insecure-no-host-key-check", action="store_true",
+                        help="honour StrictHostKeyChecking=no: connect without checking host keys")
 
     for name, helptext in (("apply", "apply a playbook"), ("check", "validate a playbook and inventory, touch nothing"),
                            ("plan", "show per host the GPU stack versions and methods a playbook would use")):
@@ -83,6 +87,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         extra_vars=parse_extra_vars(args.extra_vars), verbosity=args.verbose,
         known_hosts=[Path(k).expanduser() for k in args.known_hosts],
         accept_new_host_keys=args.accept_new_host_keys, connect_timeout=args.timeout,
+        insecure_no_host_key_check=args.insecure_no_host_key_check,
+        ssh_config=Path(args.ssh_config).expanduser() if args.ssh_config else None,
         report_path=Path(args.report) if getattr(args, "report", None) else None,
     )
     if args.ask_become_pass:
@@ -91,6 +97,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         options.become_password = os.environ["PROVISION_BECOME_PASSWORD"]
     inventory = load_inventory(args.inventory)
     if args.command == "facts":
+        _check_connections(inventory, options)
         return _facts(args, inventory, options)
     from provisioner.load.check import check_playbook
     from provisioner.load.inventory import add_playbook_var_dirs
@@ -103,6 +110,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     playbook = loader.load()
     add_playbook_var_dirs(inventory, path.parent)
     check_playbook(playbook, inventory, options)
+    _check_connections(inventory, options)
     if args.command == "check":
         print(f"{path}: ok ({len(playbook.plays)} play(s))")
         return 0
@@ -133,6 +141,23 @@ def _apply(args: argparse.Namespace, playbook: Any, inventory: Any, options: Any
     if runner.interrupted.is_set():
         return 130
     return 0 if ok else 1
+
+
+def _check_connections(inventory: Any, options: Any) -> None:
+    """Every host's SSH settings resolve (ssh options understood, ssh config readable), before any
+    host is touched. Settings written as templates are checked when their host connects."""
+    from provisioner.connection.factory import ConnectionFactory, ConnectionSettingError
+
+    factory = ConnectionFactory(options)
+    for name, host in inventory.hosts.items():
+        hvars = inventory.host_vars(name)
+        if any(isinstance(v, str) and "{{" in v for k, v in hvars.items() if k.startswith("ansible_")):
+            continue
+        try:
+            factory.check_host(name, hvars, host.connection)
+        except ConnectionSettingError as exc:
+            raise UserError(f"host {name}: {exc}", Position(str(inventory.source)) if inventory.source
+                            else None) from None
 
 
 def _facts(args: argparse.Namespace, inventory: Any, options: Any) -> int:
