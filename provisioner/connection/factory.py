@@ -199,7 +199,8 @@ class ConnectionFactory:
             found = self._config("", []).lookup(host)
             own_keys = tuple(f for f in found.get("identityfile", [])
                              if os.path.exists(os.path.expanduser(f)))
-            hop_known = self._known_hosts(found, {}) + target.known_hosts
+            # the hop's own UserKnownHostsFile first (where a new key is recorded), then the target's
+            own_known = tuple(Path(f).expanduser() for f in str(found.get("userknownhostsfile") or "").split())
             mode = found.get("stricthostkeychecking")
             hop = replace(
                 target, name=word, hostname=str(found.get("hostname", host)),
@@ -208,7 +209,7 @@ class ConnectionFactory:
                 # a hop without an IdentityFile of its own uses the target's keys (and the agent)
                 key_files=own_keys or target.key_files,
                 identities_only=_yes(found.get("identitiesonly")) if own_keys else target.identities_only,
-                password=None, known_hosts=tuple(dict.fromkeys(hop_known)),
+                password=None, known_hosts=tuple(dict.fromkeys(own_known + target.known_hosts)),
                 host_keys=self._host_key_mode(mode, word) if mode else target.host_keys,
                 jumps=(), proxy_command=found.get("proxycommand") or None)
             inner = str(found.get("proxyjump") or "")
