@@ -260,7 +260,13 @@ class SSHConnection:
         except (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError):
             client.close()
             raise Unreachable(f"cannot connect to {t.where}: connection refused") from None
-        except (OSError, paramiko.SSHException, EOFError) as exc:
+        except paramiko.SSHException as exc:
+            client.close()
+            if "No authentication methods available" not in str(exc):
+                raise Unreachable(f"cannot connect to {t.where}: {exc or type(exc).__name__}") from None
+            raise Unreachable(f"authentication failed for {t.where}: no key to offer (no IdentityFile or "
+                              "ansible_ssh_private_key_file, no key in the ssh-agent or ~/.ssh)") from None
+        except (OSError, EOFError) as exc:
             client.close()
             how = " through its ProxyCommand" if t.proxy_command and self.via is None else ""
             raise Unreachable(f"cannot connect to {t.where}{how}: {exc or type(exc).__name__}") from None

@@ -171,3 +171,11 @@ def test_missing_ssh_config_file_is_a_user_error(tmp_path: Path, capsys) -> None
     rc = main(["check", str(pb), "-i", str(inv), "-F", str(tmp_path / "nope")])
     assert rc == 2
     assert "cannot read ssh config" in capsys.readouterr().err
+
+
+def test_connect_timeout_and_server_alive_interval(factory: ConnectionFactory) -> None:
+    args = {"ansible_ssh_common_args": "-o ConnectTimeout=3 -o ServerAliveInterval=7"}
+    t = factory.ssh_target("h", args)
+    assert (t.timeout, t.keepalive) == (3.0, 7)
+    assert factory.ssh_target("h", {**args, "ansible_timeout": 20}).timeout == 20.0
+    assert factory.ssh_target("h", {}).timeout == 10.0   # the -T/--timeout default
