@@ -106,7 +106,7 @@ class ConnectionFactory:
         )
         jump = str(found.get("proxyjump") or "")
         if jump and jump.lower() != "none":
-            target = replace(target, jumps=self._hops(jump, target, (alias,)), proxy_command=None)
+            target = replace(target, jumps=self._hops(jump, target, ()), proxy_command=None)
         return target
 
     def check_host(self, name: str, hvars: Mapping[str, Any], default_type: str = "ssh") -> None:
@@ -194,8 +194,8 @@ class ConnectionFactory:
                 port = tail.lstrip(":")
             elif rest.count(":") == 1:
                 host, _, port = rest.partition(":")
-            if host in seen or len(seen) > _MAX_HOPS:
-                raise ConnectionSettingError(f"{target.name}: ProxyJump loops through {host}")
+            if word in seen or len(seen) > _MAX_HOPS:
+                raise ConnectionSettingError(f"{target.name}: ProxyJump loops through {word}")
             found = self._config("", []).lookup(host)
             own_keys = tuple(f for f in found.get("identityfile", [])
                              if os.path.exists(os.path.expanduser(f)))
@@ -213,9 +213,8 @@ class ConnectionFactory:
                 host_keys=self._host_key_mode(mode, word) if mode else target.host_keys,
                 jumps=(), proxy_command=found.get("proxycommand") or None)
             inner = str(found.get("proxyjump") or "")
-            before = self._hops(inner, hop, (*seen, host)) if inner and inner.lower() != "none" else ()
+            before = self._hops(inner, hop, (*seen, word)) if inner and inner.lower() != "none" else ()
             hops += [*before, replace(hop, proxy_command=None) if before else hop]
-            seen = (*seen, host)
         return tuple(hops)
 
     # -- shared jump-host connections ---------------------------------------------------------

@@ -179,3 +179,14 @@ def test_connect_timeout_and_server_alive_interval(factory: ConnectionFactory) -
     assert (t.timeout, t.keepalive) == (3.0, 7)
     assert factory.ssh_target("h", {**args, "ansible_timeout": 20}).timeout == 20.0
     assert factory.ssh_target("h", {}).timeout == 10.0   # the -T/--timeout default
+
+
+def test_a_jump_host_on_the_targets_address_is_no_loop_but_a_real_loop_is_said(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.write_text("Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n")
+    factory = ConnectionFactory(RunOptions(ssh_config=cfg))
+    t = factory.ssh_target("h", {"ansible_host": "127.0.0.1", "ansible_port": 2201,
+                                 "ansible_ssh_common_args": "-o ProxyJump=root@127.0.0.1:2200"})
+    assert [(j.hostname, j.port) for j in t.jumps] == [("127.0.0.1", 2200)]
+    with pytest.raises(ConnectionSettingError, match="ProxyJump loops through"):
+        factory.ssh_target("a", {})
