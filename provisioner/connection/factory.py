@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +34,7 @@ DEFAULT_SSH_CONFIG = Path("~/.ssh/config")
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 _ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
 _MAX_HOPS = 8
+_JUMP_RETRY_S = 10.0  # a jump host that refused us is not asked again sooner (reboot waits ask later)
 
 
 class ConnectionSettingError(Exception):
@@ -49,6 +51,7 @@ class ConnectionFactory:
         self._configs: dict[str, paramiko.SSHConfig] = {}
         self._jumps: dict[tuple[tuple[str, str, int], ...], SSHConnection] = {}
         self._jump_locks: dict[tuple[tuple[str, str, int], ...], threading.Lock] = {}
+        self._jump_failed: dict[tuple[tuple[str, str, int], ...], tuple[float, Unreachable]] = {}
 
     # -- the connection ------------------------------------------------------------------
     def for_host(self, name: str, hvars: Mapping[str, Any], default_type: str = "ssh") -> Connection:
@@ -236,13 +239,18 @@ class ConnectionFactory:
                 transport = conn.client.get_transport()
                 if transport is not None and transport.is_active():
                     return conn
+            failed = self._jump_failed.get(key)
+            if failed is not None and time.monotonic() - failed[0] < _JUMP_RETRY_S:
+                raise failed[1]  # the hosts behind it that were waiting: the same answer, no new login
             hop = chain[-1]
             outer = chain[:-1]
             conn = SSHConnection(hop, via=(lambda t: self._channel_through(outer, t)) if outer else None)
             try:
                 conn.open()
             except Unreachable as exc:
-                raise Unreachable(f"jump host {hop.name}: {exc}") from None
+                error = Unreachable(f"jump host {hop.name}: {exc}")
+                self._jump_failed[key] = (time.monotonic(), error)
+                raise error from None
             with self._lock:
                 self._jumps[key] = conn
             return conn
@@ -265,7 +273,7 @@ class ConnectionFactory:
         transport = conn.client.get_transport() if conn is not None and conn.client is not None else None
         if transport is None:
             return ""
-        transport.join(1.0)  # paramiko closes the channels a moment before it marks the transport dead
+        transport.join(0.5)  # paramiko closes the channels a moment before it marks the transport dead
         if transport.is_active():
             return ""
         return f"jump host {chain[-1].name} ({chain[-1].where}) is unreachable: its connection closed"

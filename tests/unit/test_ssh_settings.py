@@ -66,8 +66,9 @@ def test_ssh_config_alias_gives_address_port_user_key_and_jump(factory: Connecti
     # user and port as written in ProxyJump; HostName and host-key policy from the bastion's own block
     assert (hop.name, hop.hostname, hop.port, hop.user, hop.host_keys) == (
         "admin@bastion:2222", "127.0.0.1", 2222, "admin", "accept-new")
-    # the bastion has no IdentityFile of its own: it uses the target's key
+    # the bastion has no IdentityFile or UserKnownHostsFile of its own: it uses the target's
     assert hop.key_files == t.key_files
+    assert hop.known_hosts == t.known_hosts
 
 
 def test_inventory_name_is_the_alias_when_there_is_no_ansible_host(factory: ConnectionFactory) -> None:
