@@ -49,6 +49,7 @@ class ConnectionFactory:
         self._lock = threading.Lock()
         self._file_text: str | None = None
         self._configs: dict[str, paramiko.SSHConfig] = {}
+        self._found: dict[tuple[str, str], dict[str, Any]] = {}
         self._jumps: dict[tuple[tuple[str, str, int], ...], SSHConnection] = {}
         self._jump_locks: dict[tuple[tuple[str, str, int], ...], threading.Lock] = {}
         self._jump_failed: dict[tuple[tuple[str, str, int], ...], tuple[float, Unreachable]] = {}
@@ -86,17 +87,23 @@ class ConnectionFactory:
             pairs = ssh_args_to_config(args) if args else []
         except SshArgsError as exc:
             raise ConnectionSettingError(f"{exc} (in {'/'.join(v for v in _ARG_VARS if hvars.get(v))})") from None
-        config = self._config(args, pairs)
+        # As Ansible runs ssh: the inventory's port and user come first (first value wins), so they
+        # also are what %p and %r expand to and what `Match user` sees. Only a config that uses
+        # those is parsed per port and user (a 200-line ~/.ssh/config is ~5 ms a parse).
+        port = hvars.get("ansible_port") or hvars.get("ansible_ssh_port")
+        user = hvars.get("ansible_user") or hvars.get("ansible_ssh_user")
+        first: list[tuple[str, str]] = []
+        if self._uses_port_or_user(args):
+            first += [("Port", str(_int(port, "ansible_port", name)))] if port else []
+            first += [("User", str(user))] if user else []
         alias = str(hvars.get("ansible_host") or name)
-        found = config.lookup(alias)
+        found = self._lookup(first + pairs, alias)
         known = self._known_hosts(found, hvars)
         target = SSHTarget(
             name=name,
             hostname=str(found.get("hostname", alias)),
-            port=_int(hvars.get("ansible_port") or hvars.get("ansible_ssh_port") or found.get("port") or 22,
-                      "port", name),
-            user=str(hvars.get("ansible_user") or hvars.get("ansible_ssh_user") or found.get("user")
-                     or os.environ.get("USER") or "root"),
+            port=_int(port or found.get("port") or 22, "port", name),
+            user=str(user or found.get("user") or os.environ.get("USER") or "root"),
             key_files=self._key_files(found, hvars),
             identities_only=_yes(found.get("identitiesonly")),
             password=hvars.get("ansible_password") or hvars.get("ansible_ssh_pass"),
@@ -118,22 +125,41 @@ class ConnectionFactory:
         if str(hvars.get("ansible_connection", default_type)) in SSH_TYPES:
             self.ssh_target(name, hvars)
 
-    def _config(self, args: str, pairs: list[tuple[str, str]]) -> paramiko.SSHConfig:
-        """paramiko's SSHConfig of the ssh options (first, so they win) and the user's ssh_config."""
+    def _uses_port_or_user(self, args: str) -> bool:
+        with self._lock:
+            if self._file_text is None:
+                self._file_text = self._read_ssh_config()
+            text = (args + self._file_text).lower()
+        return "%p" in text or "%r" in text or "%c" in text or "match" in text
+
+    def _lookup(self, pairs: list[tuple[str, str]], alias: str) -> dict[str, Any]:
+        """The ssh config's settings for `alias` with these options first, looked up once per run
+        (a jump host is looked up for every host behind it; paramiko asks the password database
+        for the local user once per non-matching block when $USER is unset)."""
+        head = config_text(pairs) if pairs else ""
+        found = self._found.get((head, alias))
+        if found is None:
+            found = self._found[(head, alias)] = self._config(pairs).lookup(alias)
+        return found
+
+    def _config(self, pairs: list[tuple[str, str]]) -> paramiko.SSHConfig:
+        """paramiko's SSHConfig of these options (first, so they win) and the user's ssh_config;
+        parsed once per distinct set of options."""
         from provisioner.connection.ssh import paramiko
 
+        head = config_text(pairs) if pairs else ""
         with self._lock:
-            cached = self._configs.get(args)
+            cached = self._configs.get(head)
             if cached is not None:
                 return cached
             if self._file_text is None:
                 self._file_text = self._read_ssh_config()
-            text = (config_text(pairs) if pairs else "") + self._file_text
+            text = head + self._file_text
             try:
                 config = paramiko.SSHConfig.from_text(text)
             except Exception as exc:  # paramiko's ConfigParseError, or a bad Match line
                 raise ConnectionSettingError(f"cannot read the ssh config: {exc}") from None
-            self._configs[args] = config
+            self._configs[head] = config
             return config
 
     def _read_ssh_config(self) -> str:
@@ -199,7 +225,7 @@ class ConnectionFactory:
                 host, _, port = rest.partition(":")
             if word in seen or len(seen) > _MAX_HOPS:
                 raise ConnectionSettingError(f"{target.name}: ProxyJump loops through {word}")
-            found = self._config("", []).lookup(host)
+            found = self._lookup([], host)
             own_keys = tuple(f for f in found.get("identityfile", [])
                              if os.path.exists(os.path.expanduser(f)))
             # the hop's own UserKnownHostsFile first (where a new key is recorded), then the target's

@@ -105,6 +105,9 @@ def test_a_hops_own_proxyjump_comes_first(factory: ConnectionFactory) -> None:
 def test_proxycommand_is_expanded(factory: ConnectionFactory) -> None:
     t = factory.ssh_target("piped", {"ansible_ssh_common_args": "-p 2222"})
     assert t.proxy_command == "nc piped 2222" and t.jumps == ()
+    # the inventory's port and user are what ssh would see first, so %p and %r are theirs
+    t = factory.ssh_target("piped", {"ansible_port": 2301, "ansible_ssh_common_args": "-p 2222"})
+    assert t.proxy_command == "nc piped 2301" and t.port == 2301
 
 
 def test_strict_host_key_checking_no_is_refused_unless_allowed(tmp_path: Path, factory: ConnectionFactory) -> None:
