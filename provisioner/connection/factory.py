@@ -2,7 +2,7 @@
 
 Precedence is Ansible's: the inventory's connection variables (`ansible_host`, `ansible_port`,
 `ansible_user`, `ansible_ssh_private_key_file`, ...) over the options in
-`ansible_ssh_common_args` / `ansible_ssh_extra_args`, over the OpenSSH client config
+`ansible_ssh_args` / `_common_args` / `_extra_args`, over the OpenSSH client config
 (`~/.ssh/config` or `--ssh-config FILE`, read by paramiko's SSHConfig), over the defaults.
 
 One SSH connection per target host per run; a jump host (ProxyJump) gets one connection per run,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 SSH_TYPES = ("ssh", "paramiko", "smart")
 DEFAULT_SSH_CONFIG = Path("~/.ssh/config")
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
-_ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
+_ARG_VARS = ("ansible_ssh_args", "ansible_ssh_common_args", "ansible_ssh_extra_args")  # ssh's order
 _MAX_HOPS = 8
 _JUMP_RETRY_S = 10.0  # a jump host that refused us is not asked again sooner (reboot waits ask later)
 

@@ -268,6 +268,7 @@ def test_bastion_killed_mid_run_its_hosts_unreachable_others_finish(
     rc, out, report = lab.run("apply", str(pb), "-i", str(inv))
     killer.join()
     assert not bastion.running
+    print("\n" + "\n".join(ln for ln in out.splitlines() if "unreachable:" in ln))
     assert rc == 1, out
     assert report is not None
     for h in lab.inner:
