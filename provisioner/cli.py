@@ -145,16 +145,13 @@ def _apply(args: argparse.Namespace, playbook: Any, inventory: Any, options: Any
 
 def _check_connections(inventory: Any, options: Any) -> None:
     """Every host's SSH settings resolve (ssh options understood, ssh config readable), before any
-    host is touched. Settings written as templates are checked when their host connects."""
+    host is touched."""
     from provisioner.connection.factory import ConnectionFactory, ConnectionSettingError
 
     factory = ConnectionFactory(options)
     for name, host in inventory.hosts.items():
-        hvars = inventory.host_vars(name)
-        if any(isinstance(v, str) and "{{" in v for k, v in hvars.items() if k.startswith("ansible_")):
-            continue
         try:
-            factory.check_host(name, hvars, host.connection)
+            factory.check_host(name, inventory.host_vars(name), host.connection)
         except ConnectionSettingError as exc:
             raise UserError(f"host {name}: {exc}", Position(str(inventory.source)) if inventory.source
                             else None) from None

@@ -34,6 +34,10 @@ DEFAULT_SSH_CONFIG = Path("~/.ssh/config")
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 _ARG_VARS = ("ansible_ssh_args", "ansible_ssh_common_args", "ansible_ssh_extra_args")  # ssh's order
 _MAX_HOPS = 8
+# every variable ssh_target() reads
+SETTING_VARS = ("ansible_connection", "ansible_host", "ansible_port", "ansible_ssh_port", "ansible_user",
+                "ansible_ssh_user", "ansible_ssh_private_key_file", "ansible_private_key_file",
+                "ansible_ssh_known_hosts_file", "ansible_timeout", *_ARG_VARS)
 _JUMP_RETRY_S = 10.0  # a jump host that refused us is not asked again sooner (reboot waits ask later)
 
 
@@ -121,7 +125,10 @@ class ConnectionFactory:
 
     def check_host(self, name: str, hvars: Mapping[str, Any], default_type: str = "ssh") -> None:
         """Resolve a host's connection settings without connecting: what the CLI checks before any
-        host is touched (an `-o` option we do not understand stops the run there)."""
+        host is touched (an `-o` option we do not understand stops the run there). Settings
+        written as templates are resolved when the host connects, with its play's variables."""
+        if any(isinstance(hvars.get(k), str) and "{{" in hvars[k] for k in SETTING_VARS):
+            return
         if str(hvars.get("ansible_connection", default_type)) in SSH_TYPES:
             self.ssh_target(name, hvars)
 

@@ -194,3 +194,10 @@ def test_a_jump_host_on_the_targets_address_is_no_loop_but_a_real_loop_is_said(t
     assert [(j.hostname, j.port) for j in t.jumps] == [("127.0.0.1", 2200)]
     with pytest.raises(ConnectionSettingError, match="ProxyJump loops through"):
         factory.ssh_target("a", {})
+
+
+def test_settings_written_as_templates_are_checked_when_the_host_connects(factory: ConnectionFactory) -> None:
+    factory.check_host("h", {"ansible_ssh_common_args": "{{ lab_ssh_args }}"})   # the play's vars decide later
+    with pytest.raises(ConnectionSettingError, match="-o Foo is not supported"):
+        factory.check_host("h", {"ansible_ssh_common_args": "-o Foo=1"})
+    factory.check_host("h", {"ansible_connection": "local", "ansible_ssh_common_args": "-o Foo=1"})
