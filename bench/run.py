@@ -43,9 +43,10 @@ PLAYBOOK = BENCH_DIR / "baseline.yml"
 PYINFRA_DEPLOY = BENCH_DIR / "baseline_pyinfra.py"
 PACKAGES = ["tree", "jq", "pkg-config"]        # the playbook's apt task
 WANTED = ["ansible-core==2.19.*", "pyinfra==3.*"]
-TOOLS = ("provision", "ansible", "ansible-pipelining", "pyinfra")
+TOOLS = ("provision", "provision-jump", "ansible", "ansible-pipelining", "pyinfra")
 LABELS = {
     "provision": "provision",
+    "provision-jump": "provision, through one jump host (ProxyJump)",
     "ansible": "ansible-core (defaults, ControlPersist)",
     "ansible-pipelining": "ansible-core, pipelining on",
     "pyinfra": "pyinfra",
@@ -259,6 +260,18 @@ def command_for(tool: str, fleet: fleetmod.Fleet, n: int, rundir: Path) -> tuple
     # provision's is compiled by precompile()). A shell that exports PYTHONDONTWRITEBYTECODE would
     # make provision, installed editable, compile all its sources on every run.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if tool == "provision-jump":
+        # The same hosts, each reached through one more fleet host as the jump host: one SSH
+        # connection to it, a direct-tcpip channel per host (all on 127.0.0.1).
+        jump = fleet.hosts[-1]
+        targets = fleet.hosts[:-1]
+        inventory = fleet.write_inventory(rundir / "inventory-jump.yml", hosts=targets, extra_vars={
+            "ansible_ssh_common_args": "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+                                       " -o ProxyJump=root@%s:%d" % (fleet.known_hosts_path, jump.address, jump.port)})
+        argv = [sys.executable, "-m", "provisioner.cli", "apply", str(PLAYBOOK), "-i", str(inventory),
+                "--known-hosts", str(fleet.known_hosts_path), "-f", str(max(n, 1)), "-q"]
+        env["PYTHONPATH"] = str(REPO)
+        return argv, env, REPO
     if tool == "provision":
         argv = [sys.executable, "-m", "provisioner.cli", "apply", str(PLAYBOOK), "-i", str(fleet.inventory_path),
                 "--known-hosts", str(fleet.known_hosts_path), "-f", str(max(n, 1)), "-q"]
@@ -292,14 +305,16 @@ def bench_one(tool: str, n: int, version: str, noop_runs: int, timeout: float, l
     row = Row(tool, n, version)
     rundir = WORK / "runs" / ("%s-%d-%s" % (tool, n, time.strftime("%H%M%S")))
     rundir.mkdir(parents=True, exist_ok=True)
-    fleet = fleetmod.Fleet(n, name="bench-%s-%d" % (tool, n), log=lambda m: None)
+    jump = tool == "provision-jump"
+    fleet = fleetmod.Fleet(n + jump, name="bench-%s-%d" % (tool, n), log=lambda m: None)
     try:
         fleet.up()
+        targets = fleet.hosts[:n]   # the jump host (last) is not one of the measured hosts
         argv, env, cwd = command_for(tool, fleet, n, rundir)
         env["PROVISION_BENCH_TAG"] = uuid.uuid4().hex
         fleet.reset_log()
         first = run_measured(argv, env, cwd, rundir / "first.log", timeout)
-        first.exec_sessions = [fleet.count_exec_sessions(h) for h in fleet.hosts]
+        first.exec_sessions = [fleet.count_exec_sessions(h) for h in targets]
         first.changed = changed_count(first.log, tool)
         row.first = first
         log("  %-20s N=%-3d first run %7.2f s rc=%d  peak %.0f MB" % (tool, n, first.seconds, first.rc,
@@ -310,7 +325,10 @@ def bench_one(tool: str, n: int, version: str, noop_runs: int, timeout: float, l
         for i in range(noop_runs):
             fleet.reset_log()
             r = run_measured(argv, env, cwd, rundir / ("noop%d.log" % (i + 1)), timeout)
-            r.exec_sessions = [fleet.count_exec_sessions(h) for h in fleet.hosts]
+            r.exec_sessions = [fleet.count_exec_sessions(h) for h in targets]
+            if jump:
+                log("  %-20s N=%-3d jump host: %d SSH connection(s) this run" % (
+                    tool, n, fleet.count_connections(fleet.hosts[-1])))
             r.changed = changed_count(r.log, tool)
             row.noop.append(r)
             log("  %-20s N=%-3d no-op run %7.2f s rc=%d  exec/host %s  peak %.0f MB%s" % (
@@ -351,7 +369,8 @@ def table(rows: list[Row]) -> str:
         best, mean = r.noop_best(), r.noop_mean()
         ratio = "-"
         if best is not None and r.hosts in base:
-            ratio = "1.0x" if r.tool == "provision" else "%.1fx" % (best / base[r.hosts])
+            ratio = "1.0x" if r.tool == "provision" else ("%.2fx" if r.tool == "provision-jump" else "%.1fx") % (
+                best / base[r.hosts])
         sessions = _span([s for x in r.noop for s in x.exec_sessions])
         first = "%.2f" % r.first.seconds if r.first and r.first.rc == 0 else (
             "failed" if r.first else "-")
@@ -402,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tools", help="comma-separated: provision, ansible (both variants), ansible-defaults, "
                     "ansible-pipelining, pyinfra (default all; --quick: provision)")
     ap.add_argument("--quick", action="store_true", help="1 and 5 hosts, provision only (a smoke test)")
+    ap.add_argument("--via-jump", action="store_true",
+                    help="also run provision's no-op with every host behind one jump host (ProxyJump; tool "
+                         "provision-jump), compared with the direct figure")
     ap.add_argument("--ansible-defaults-max-hosts", type=int, default=20,
                     help="run the ControlPersist-defaults Ansible variant only up to this many hosts "
                     "(it is the slowest; default 20)")
@@ -425,10 +447,12 @@ def main(argv: list[str] | None = None) -> int:
         expanded = {"ansible": ["ansible", "ansible-pipelining"], "ansible-defaults": ["ansible"]}.get(t, [t])
         for e in expanded:
             if e not in TOOLS:
-                ap.error("unknown tool %r (choose from provision, ansible, ansible-defaults, "
+                ap.error("unknown tool %r (choose from provision, provision-jump, ansible, ansible-defaults, "
                          "ansible-pipelining, pyinfra)" % e)
             if e not in tools:
                 tools.append(e)
+    if args.via_jump and "provision-jump" not in tools:
+        tools.insert(tools.index("provision") + 1 if "provision" in tools else 0, "provision-jump")
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -440,8 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     fleetmod.reap_stale(log=log)
     fleetmod.ensure_image(log=log)
     versions = {"provision": provision_version()}
+    versions["provision-jump"] = versions["provision"]
     precompile()
-    if any(t != "provision" for t in tools):
+    if any(not t.startswith("provision") for t in tools):
         versions.update(ensure_venv(log))
     head = header(versions)
     log(head)

@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--accept-new-host-keys", action="store_true",
                         help="record unknown host keys (changed keys are still refused)")
         sp.add_argument("-T", "--timeout", type=float, default=10.0, help="SSH connect timeout in seconds")
+        sp.add_argument("-F", "--ssh-config", metavar="FILE",
+                        help="OpenSSH client config to read (default: ~/.ssh/config when it exists)")
+        sp.add_argument("--insecure-no-host-key-check", action="store_true",
+                        help="honour StrictHostKeyChecking=no: connect without checking host keys")
 
     for name, helptext in (("apply", "apply a playbook"), ("check", "validate a playbook and inventory, touch nothing"),
                            ("plan", "show per host the GPU stack versions and methods a playbook would use")):
@@ -105,6 +109,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         extra_vars=parse_extra_vars(args.extra_vars), verbosity=args.verbose,
         known_hosts=[Path(k).expanduser() for k in args.known_hosts],
         accept_new_host_keys=args.accept_new_host_keys, connect_timeout=args.timeout,
+        insecure_no_host_key_check=args.insecure_no_host_key_check,
+        ssh_config=Path(args.ssh_config).expanduser() if args.ssh_config else None,
         report_path=Path(args.report) if getattr(args, "report", None) else None,
         facts_from=load_facts_file(facts_from) if facts_from else None, use_fake_facts=args.command != "facts",
     )
@@ -114,6 +120,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         options.become_password = os.environ["PROVISION_BECOME_PASSWORD"]
     inventory = load_inventory(args.inventory)
     if args.command == "facts":
+        _check_connections(inventory, options)
         return _facts(args, inventory, options)
     from provisioner.load.check import check_playbook
     from provisioner.load.inventory import add_playbook_var_dirs
@@ -126,6 +133,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     playbook = loader.load()
     add_playbook_var_dirs(inventory, path.parent)
     check_playbook(playbook, inventory, options)
+    _check_connections(inventory, options)
     if args.command == "check" or getattr(args, "syntax_check", False):
         print(f"{path}: ok ({len(playbook.plays)} play(s))")
         return 0
@@ -178,6 +186,20 @@ def _init(directory: Path) -> int:
         print(f"wrote {path}")
     print(f"next: provision apply {directory / 'lab.yml'} -i {directory / 'inventory.yml'} --check")
     return 0
+
+
+def _check_connections(inventory: Any, options: Any) -> None:
+    """Every host's SSH settings resolve (ssh options understood, ssh config readable), before any
+    host is touched."""
+    from provisioner.connection.factory import ConnectionFactory, ConnectionSettingError
+
+    factory = ConnectionFactory(options)
+    for name, host in inventory.hosts.items():
+        try:
+            factory.check_host(name, inventory.host_vars(name), host.connection)
+        except ConnectionSettingError as exc:
+            raise UserError(f"host {name}: {exc}", Position(str(inventory.source)) if inventory.source
+                            else None) from None
 
 
 def _facts(args: argparse.Namespace, inventory: Any, options: Any) -> int:

@@ -11,6 +11,8 @@ import os
 import shlex
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,22 +117,29 @@ class _RejectPolicy(paramiko.MissingHostKeyPolicy):
 
 
 class SSHStream:
-    def __init__(self, channel: paramiko.Channel, name: str) -> None:
+    def __init__(self, channel: paramiko.Channel, name: str, why_lost: Callable[[], str] | None = None) -> None:
         self.channel = channel
         self.name = name
         self._out = channel.makefile("rb")
+        self._why_lost = why_lost
+
+    def _lost(self, detail: str) -> Unreachable:
+        """The connection broke; behind a jump host, say when the jump host is what went away."""
+        jump = self._why_lost() if self._why_lost is not None else ""
+        return Unreachable(f"connection to {self.name} lost: {jump}" if jump else
+                           f"connection to {self.name} lost{detail}")
 
     def write(self, data: bytes) -> None:
         try:
             self.channel.sendall(data)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise Unreachable(f"connection to {self.name} lost: {exc or type(exc).__name__}") from exc
+            raise self._lost(f": {exc or type(exc).__name__}") from exc
 
     def readline(self) -> bytes:
         try:
             line = self._out.readline()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise Unreachable(f"connection to {self.name} lost: {exc or type(exc).__name__}") from exc
+            raise self._lost(f": {exc or type(exc).__name__}") from exc
         if not line:
             err = b""
             try:
@@ -139,8 +148,7 @@ class SSHStream:
             except Exception:
                 pass
             detail = err.decode(errors="replace").strip()[-300:]
-            raise Unreachable(f"connection to {self.name} lost" + (f": {detail}" if detail else
-                                                                    " (the remote side closed it)"))
+            raise self._lost(f": {detail}" if detail else " (the remote side closed it)")
         return line
 
     def close(self) -> None:
@@ -151,44 +159,88 @@ class SSHStream:
             pass
 
 
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and how to reach one SSH host, every setting already resolved (inventory variables over
+    ssh options over ssh_config over defaults: connection/factory.py decides)."""
+
+    name: str                      # the inventory name, or the jump host as written
+    hostname: str
+    port: int = 22
+    user: str = "root"
+    key_files: tuple[str, ...] = ()
+    identities_only: bool = False
+    password: str | None = None
+    known_hosts: tuple[Path, ...] = ()
+    host_keys: str = "strict"      # strict | accept-new | off
+    timeout: float = 10.0
+    keepalive: int = 15
+    compress: bool = False
+    jumps: tuple[SSHTarget, ...] = ()   # outermost first
+    proxy_command: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+
+# Opens the byte stream the SSH transport runs over (a jump host's direct-tcpip channel, say).
+SocketOpener = Callable[[SSHTarget], Any]
+
+
 class SSHConnection:
-    def __init__(self, name: str, address: str, port: int = 22, user: str | None = None,
-                 key_file: str | None = None, password: str | None = None,
-                 known_hosts: list[Path] | None = None, accept_new_host_keys: bool = False,
-                 timeout: float = 10.0) -> None:
-        self.name = name
-        self.address = address
-        self.port = port
-        self.user = user or os.environ.get("USER") or "root"
-        self.key_file = key_file
-        self.password = password
-        self.known_hosts = known_hosts or [Path("~/.ssh/known_hosts").expanduser()]
-        self.accept_new = accept_new_host_keys
-        self.timeout = timeout
+    """One SSH connection (paramiko SSHClient) to a target, direct, through a ProxyCommand or over a
+    socket that `via` opens (a channel of a shared jump-host connection)."""
+
+    def __init__(self, target: SSHTarget, via: SocketOpener | None = None,
+                 why_lost: Callable[[], str] | None = None) -> None:
+        self.target = target
+        self.name = target.name
+        self.via = via
+        self.why_lost = why_lost
         self.client: paramiko.SSHClient | None = None
 
     def open(self) -> None:
+        t = self.target
         client = paramiko.SSHClient()
-        wanted = known_hosts_name(self.address, self.port)
-        for f in self.known_hosts:
-            keys = client.get_host_keys()
-            for hostname, key in _known_host_entries(f):
-                # Only this host's lines (and hashed ones, matched by paramiko): HostKeys.add scans
-                # what it holds, so adding a 50-host file for each of 50 hosts was 50^3 steps.
-                if hostname == wanted or hostname.startswith("|1|"):
-                    keys.add(hostname, key.get_name(), key)
-        client.set_missing_host_key_policy(_AcceptNewPolicy(self.known_hosts[0]) if self.accept_new
-                                           else _RejectPolicy(self.known_hosts))
-        kwargs: dict[str, Any] = dict(hostname=self.address, port=self.port, username=self.user,
-                                      timeout=self.timeout, banner_timeout=self.timeout,
-                                      auth_timeout=self.timeout, compress=False,
+        wanted = known_hosts_name(t.hostname, t.port)
+        if t.host_keys != "off":
+            for f in t.known_hosts:
+                keys = client.get_host_keys()
+                for hostname, key in _known_host_entries(f):
+                    # Only this host's lines (and hashed ones, matched by paramiko): HostKeys.add scans
+                    # what it holds, so adding a 50-host file for each of 50 hosts was 50^3 steps.
+                    if hostname == wanted or hostname.startswith("|1|"):
+                        keys.add(hostname, key.get_name(), key)
+        policy: paramiko.MissingHostKeyPolicy
+        if t.host_keys == "off":
+            policy = paramiko.AutoAddPolicy()  # the user asked for no check (--insecure-no-host-key-check)
+        elif t.host_keys == "accept-new" and t.known_hosts:
+            policy = _AcceptNewPolicy(t.known_hosts[0])
+        else:
+            policy = _RejectPolicy(list(t.known_hosts))
+        client.set_missing_host_key_policy(policy)
+        kwargs: dict[str, Any] = dict(hostname=t.hostname, port=t.port, username=t.user,
+                                      timeout=t.timeout, banner_timeout=t.timeout,
+                                      auth_timeout=t.timeout, compress=t.compress,
                                       transport_factory=_new_transport)
-        if self.key_file:
-            kwargs.update(_key_arguments(os.path.expanduser(self.key_file)), look_for_keys=False, allow_agent=False)
-        if self.password:
-            kwargs["password"] = self.password
-        where = f"{self.user}@{self.address}:{self.port}"
+        if t.key_files:
+            # The key files alone (no agent round trip, no default keys): as fast as before.
+            existing = [os.path.expanduser(k) for k in t.key_files]
+            if len(existing) == 1:
+                kwargs.update(_key_arguments(existing[0]))
+            else:
+                kwargs["key_filename"] = existing
+            kwargs.update(look_for_keys=False, allow_agent=False)
+        elif t.identities_only:
+            kwargs.update(look_for_keys=False, allow_agent=False)
+        if t.password:
+            kwargs["password"] = t.password
         try:
+            if self.via is not None:
+                kwargs["sock"] = self.via(t)
+            elif t.proxy_command:
+                kwargs["sock"] = paramiko.ProxyCommand(t.proxy_command)
             client.connect(**kwargs)
         except Unreachable:
             client.close()
@@ -196,27 +248,34 @@ class SSHConnection:
         except paramiko.BadHostKeyException as exc:
             client.close()
             raise Unreachable(
-                f"HOST KEY CHANGED for {known_hosts_name(self.address, self.port)}: refused (possible "
+                f"HOST KEY CHANGED for {wanted}: refused (possible "
                 f"man-in-the-middle). Got {exc.key.get_name()} {exc.key.fingerprint}; if the change is expected, "
-                f"remove the old line from {self.known_hosts[0]}") from None
+                f"remove the old line from {t.known_hosts[0] if t.known_hosts else 'known_hosts'}") from None
         except paramiko.AuthenticationException as exc:
             client.close()
-            raise Unreachable(f"authentication failed for {where}: {exc}") from None
+            raise Unreachable(f"authentication failed for {t.where}: {exc}") from None
         except TimeoutError:
             client.close()
-            raise Unreachable(f"cannot connect to {where}: timed out after {self.timeout:g}s") from None
+            raise Unreachable(f"cannot connect to {t.where}: timed out after {t.timeout:g}s") from None
         except (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError):
             client.close()
-            raise Unreachable(f"cannot connect to {where}: connection refused") from None
-        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise Unreachable(f"cannot connect to {t.where}: connection refused") from None
+        except paramiko.SSHException as exc:
             client.close()
-            raise Unreachable(f"cannot connect to {where}: {exc or type(exc).__name__}") from None
+            if "No authentication methods available" not in str(exc):
+                raise Unreachable(f"cannot connect to {t.where}: {exc or type(exc).__name__}") from None
+            raise Unreachable(f"authentication failed for {t.where}: no key to offer (no IdentityFile or "
+                              "ansible_ssh_private_key_file, no key in the ssh-agent or ~/.ssh)") from None
+        except (OSError, EOFError) as exc:
+            client.close()
+            how = " through its ProxyCommand" if t.proxy_command and self.via is None else ""
+            raise Unreachable(f"cannot connect to {t.where}{how}: {exc or type(exc).__name__}") from None
         transport = client.get_transport()
-        if transport is not None:
-            transport.set_keepalive(15)
+        if transport is not None and t.keepalive > 0:
+            transport.set_keepalive(t.keepalive)
         self.client = client
 
-    def _transport(self) -> paramiko.Transport:
+    def transport(self) -> paramiko.Transport:
         if self.client is None:
             self.open()
         assert self.client is not None
@@ -227,11 +286,12 @@ class SSHConnection:
 
     def start(self, argv: list[str]) -> SSHStream:
         try:
-            channel = self._transport().open_session()
+            channel = self.transport().open_session()
             channel.exec_command(" ".join(shlex.quote(a) for a in argv))
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise Unreachable(f"cannot start a command on {self.name}: {exc or type(exc).__name__}") from exc
-        return SSHStream(channel, self.name)
+            why = self.why_lost() if self.why_lost is not None else ""
+            raise Unreachable(f"cannot start a command on {self.name}: {why or exc or type(exc).__name__}") from exc
+        return SSHStream(channel, self.name, self.why_lost)
 
     def close(self) -> None:
         if self.client is not None:

@@ -27,6 +27,8 @@ class RunOptions:
     become_password: str | None = None
     known_hosts: list[Path] = field(default_factory=list)
     accept_new_host_keys: bool = False
+    insecure_no_host_key_check: bool = False
+    ssh_config: Path | None = None  # None: ~/.ssh/config when it exists
     connect_timeout: float = 10.0
     report_path: Path | None = None
     # What-if facts (executor/fake_facts.py): --facts-from's content; fake facts are used only in

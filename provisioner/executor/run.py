@@ -19,6 +19,7 @@ from typing import Any
 
 from provisioner.connection.agent_client import AgentSession
 from provisioner.connection.base import Unreachable
+from provisioner.connection.factory import ConnectionFactory, ConnectionSettingError
 from provisioner.connection.local import LocalConnection
 from provisioner.errors import TemplateError, UserError
 from provisioner.executor.context import HostRun, HostVars, RunOptions, fact_vars
@@ -61,6 +62,7 @@ class Runner:
         self.started = time.monotonic()
         self._results_lock = threading.Lock()
         self._local: AgentSession | None = None
+        self.connections = ConnectionFactory(options)
         self._layer_cache: dict[tuple[Any, ...], Any] = {}
 
     # -- variables -----------------------------------------------------------------------
@@ -164,27 +166,7 @@ class Runner:
             hvars = self.variables_for(hr.name)
             fake = fake_facts(self.options.facts_from, hr.name, hvars.get(FAKE_FACTS_VAR),
                               self.options.check) if self.options.use_fake_facts else None
-            conn_type = str(hvars.get("ansible_connection", hr.host.connection))
-            if conn_type == "local":
-                conn: Any = LocalConnection(hr.name)
-            elif conn_type in ("ssh", "paramiko", "smart"):
-                from provisioner.connection.ssh import SSHConnection  # paramiko only when needed
-
-                password = hvars.get("ansible_password") or hvars.get("ansible_ssh_pass")
-                known = list(self.options.known_hosts)
-                if hvars.get("ansible_ssh_known_hosts_file"):
-                    known.insert(0, Path(str(hvars["ansible_ssh_known_hosts_file"])).expanduser())
-                known.append(Path("~/.ssh/known_hosts").expanduser())
-                conn = SSHConnection(
-                    hr.name, str(hvars.get("ansible_host", hr.name)),
-                    int(hvars.get("ansible_port", hvars.get("ansible_ssh_port", 22))),
-                    user=hvars.get("ansible_user") or hvars.get("ansible_ssh_user"),
-                    key_file=hvars.get("ansible_ssh_private_key_file") or hvars.get("ansible_private_key_file"),
-                    password=password, known_hosts=known,
-                    accept_new_host_keys=self.options.accept_new_host_keys,
-                    timeout=float(hvars.get("ansible_timeout", self.options.connect_timeout)))
-            else:
-                raise Unreachable(f"unknown connection type {conn_type!r} (expected local or ssh)")
+            conn = self.connections.for_host(hr.name, hvars, hr.host.connection)
             python = str(hvars.get("ansible_python_interpreter", "python3"))
             if python == "auto" or python.startswith("auto_"):
                 python = "python3"
@@ -193,7 +175,7 @@ class Runner:
             reply = session.start({"op": "facts"})
         except (TemplateError, UserError) as exc:  # UserError: fake facts outside check mode, or unreadable
             return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, str(exc), duration=time.monotonic() - t0)
-        except Unreachable as exc:
+        except (Unreachable, ConnectionSettingError) as exc:
             hr.unreachable = True
             return TaskResult(hr.name, "Gathering Facts", "setup", UNREACHABLE, str(exc),
                               duration=time.monotonic() - t0)
@@ -227,6 +209,7 @@ class Runner:
                     hr.session.close()
                 except Exception:
                     pass
+        self.connections.close()  # the jump hosts, once every host behind them is closed
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the run ---------------------------------------------------------------------------

@@ -434,6 +434,7 @@ class FleetHost:
     pid: int | None = None       # PID of `unshare` (what stop() kills); None when stopped
     init_pid: int | None = None  # PID (in our namespace) of the host's PID 1 = its sshd
     address: str = LOOPBACK
+    netns: str | None = None     # a network namespace of this fleet (add_netns) that the sshd runs in
     proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
     log_offset: int = field(default=0, repr=False)     # counting starts here (reset_log)
     spawn_offset: int = field(default=0, repr=False)   # log size at the last start
@@ -463,6 +464,11 @@ class FleetHost:
     def path(self, p: str) -> Path:
         """A path inside the host, as a controller path under its merged root."""
         return self.root / p.lstrip("/")
+
+    @property
+    def known_hosts_name(self) -> str:
+        """How known_hosts names it: `[127.0.0.1]:PORT`, or the bare address on port 22."""
+        return self.address if self.port == 22 else "[%s]:%d" % (self.address, self.port)
 
 
 _START_SCRIPT = r'''
@@ -540,6 +546,8 @@ class Fleet:
         self._closed = False
         self._up = False
         self._ports: set = set()
+        self.netns_names: list[str] = []    # network namespaces this fleet made (deleted by close())
+        self._links = 0
         self._image: Path | None = None
         self.timings: dict[str, float] = {}
 
@@ -622,14 +630,27 @@ class Fleet:
             self.timings["start"] = time.monotonic() - t1
             return self
 
-    def add_hosts(self, count: int, start: bool = True) -> list[FleetHost]:
-        """Create `count` more hosts (hostNN numbering continues) and start them."""
+    def add_hosts(self, count: int, start: bool = True, netns: str | None = None,
+                  addresses: Sequence[str] = ()) -> list[FleetHost]:
+        """Create `count` more hosts (hostNN numbering continues) and start them.
+
+        netns: a network namespace of this fleet (add_netns): each host's sshd runs in it and listens
+        on its address from `addresses` (port 22), which is added to the namespace's `lo` if no
+        interface there has it. Only what is inside the fleet's namespaces can reach those hosts."""
+        if netns is not None and len(addresses) != count:
+            raise ValueError("a host in a network namespace needs an address")
+        if netns is not None and netns not in self.netns_names:
+            raise ValueError("%s is not a network namespace of this fleet" % netns)
         with self._lock:
             new = []
-            for _ in range(count):
+            for k in range(count):
                 i = len(self.hosts) + 1
                 name = "host%02d" % i
-                h = FleetHost(name=name, port=_pick_port(self._ports), dir=self.dir / name)
+                if netns is None:
+                    h = FleetHost(name=name, port=_pick_port(self._ports), dir=self.dir / name)
+                else:
+                    h = FleetHost(name=name, port=22, dir=self.dir / name, address=addresses[k], netns=netns)
+                    self._ensure_address(netns, addresses[k])
                 self.hosts.append(h)
                 self._prepare_host(h)
                 new.append(h)
@@ -657,6 +678,7 @@ class Fleet:
                 errors.append(str(exc))
             for h in self.hosts:
                 shutil.rmtree(self.archives_dir / "auxfiles" / self._partial_name(h), ignore_errors=True)
+            errors += _delete_netns(self.netns_names)
             try:
                 _rmtree_no_mounts(self.dir)
             except (OSError, FleetError) as exc:
@@ -748,7 +770,7 @@ class Fleet:
 
     def _write_host_files(self) -> None:
         """known_hosts, inventories, ssh_config (rewritten whenever hosts change)."""
-        _write(self.known_hosts_path, "".join("[%s]:%d %s\n" % (LOOPBACK, h.port, h.host_key_pub)
+        _write(self.known_hosts_path, "".join("%s %s\n" % (h.known_hosts_name, h.host_key_pub)
                                               for h in self.hosts))
         self.write_inventory(self.inventory_path, user="root")
         self.write_inventory(self.admin_inventory_path, user="admin")
@@ -756,7 +778,7 @@ class Fleet:
         for h in self.hosts:
             cfg.append("Host %s\n  HostName %s\n  Port %d\n  User root\n  IdentityFile %s\n"
                        "  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking yes\n"
-                       % (h.name, LOOPBACK, h.port, self.key_path, self.known_hosts_path))
+                       % (h.name, h.address, h.port, self.key_path, self.known_hosts_path))
         _write(self.ssh_config_path, "\n".join(cfg))
 
     def write_inventory(self, path: str | Path | None = None, user: str = "root",
@@ -775,7 +797,7 @@ class Fleet:
         sel = [self.host(x) for x in hosts] if hosts is not None else list(self.hosts)
         hv: dict[str, Any] = {}
         for h in sel:
-            d = {"ansible_host": LOOPBACK, "ansible_port": h.port, "ansible_user": user,
+            d = {"ansible_host": h.address, "ansible_port": h.port, "ansible_user": user,
                  "ansible_ssh_private_key_file": str(self.key_path)}
             d.update((host_vars or {}).get(h.name, {}))
             hv[h.name] = d
@@ -794,7 +816,7 @@ class Fleet:
     # ----- start / stop
     def _spawn(self, h: FleetHost) -> None:
         env = {"PATH": HOST_PATH, "LANG": "C.UTF-8", "FLEET_ROOT": str(h.root), "FLEET_HOSTNAME": h.name,
-               "FLEET_PORT": str(h.port), "FLEET_LISTEN": LOOPBACK,
+               "FLEET_PORT": str(h.port), "FLEET_LISTEN": h.address,
                "FLEET_ARCHIVES": str(self.archives_dir) if self.share_apt_archives else "",
                "FLEET_ARCHIVES_LOCK": str(h.dir / "apt-archives.lock"),
                "FLEET_PARTIAL": self._partial_name(h), "FLEET_LOG": str(h.log_path)}
@@ -803,6 +825,9 @@ class Fleet:
             sshd_args += ["-o", "%s=%s" % (k, v)]
         argv = ["unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child", "--propagation", "private",
                 "--", "/bin/sh", "-c", _START_SCRIPT, "fleet-host"] + sshd_args
+        if h.netns:
+            # nsenter without a PID namespace execs: the PID stays unshare's
+            argv = ["nsenter", "--net=" + _netns_path(h.netns), "--"] + argv
         if self.die_with_parent:
             # setpriv execs unshare: the PID we get is still unshare's.
             argv = ["setpriv", "--pdeathsig", "KILL", "--"] + argv
@@ -825,7 +850,7 @@ class Fleet:
                 with open(h.log_path, "rb") as f:
                     f.seek(h.spawn_offset)
                     text = f.read().decode(errors="replace")
-                if "Server listening on %s port %d." % (LOOPBACK, h.port) in text:
+                if "Server listening on %s port %d." % (h.address, h.port) in text:
                     kids = _children(h.pid)
                     h.init_pid = kids[0] if kids else None
                     pending.remove(h)
@@ -871,7 +896,9 @@ class Fleet:
     def _write_sshd_config(self, h: FleetHost) -> None:
         # Port and address live in the host's own config (not only on sshd's command line), so
         # an sshd restarted from inside the host still listens on 127.0.0.1:PORT only.
-        _write(h.root / "etc/ssh/sshd_config.d/00-provision-fleet.conf", SSHD_CONFIG + "Port %d\n" % h.port)
+        _write(h.root / "etc/ssh/sshd_config.d/00-provision-fleet.conf",
+               SSHD_CONFIG.replace("ListenAddress %s" % LOOPBACK, "ListenAddress %s" % h.address)
+               + "Port %d\n" % h.port)
 
     def start(self, host: str | int | FleetHost) -> FleetHost:
         """(Re)start a stopped host: same overlay, port, host key and state."""
@@ -881,7 +908,7 @@ class Fleet:
                 return h
             if h.pid is not None:
                 self._stop_many([h])
-            if not _port_free(h.port):
+            if h.netns is None and not _port_free(h.port):
                 deadline = time.monotonic() + 5
                 while not _port_free(h.port) and time.monotonic() < deadline:
                     time.sleep(0.05)
@@ -926,7 +953,7 @@ class Fleet:
         me = os.getpid()
         state = {
             "id": self.id, "dir": str(self.dir), "owner_pid": me, "owner_start": _proc_starttime(me),
-            "detached": self.detached, "archives": str(self.archives_dir),
+            "detached": self.detached, "archives": str(self.archives_dir), "netns": self.netns_names,
             "hosts": [{"name": h.name, "port": h.port, "pid": h.pid,
                        "pid_start": _proc_starttime(h.pid) if h.pid else None,
                        "init_pid": h.init_pid, "root": str(h.root),
@@ -1026,6 +1053,10 @@ class Fleet:
         import paramiko
 
         h = self.host(host)
+        if h.netns is not None:
+            # from here its address would leave by this machine's default route: never try it
+            raise FleetError("%s is inside network namespace %s: use host_exec(), or ssh from a namespace "
+                             "that reaches it" % (h.name, h.netns))
         client = paramiko.SSHClient()
         client.load_host_keys(str(self.known_hosts_path))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
@@ -1057,7 +1088,9 @@ class Fleet:
         h = self.host(host)
         if not h.running or not h.init_pid:
             raise FleetError("%s is not running" % h.name)
-        enter = ["nsenter", "-t", str(h.init_pid), "--mount", "--uts", "--pid", "--root", "--wd=/", "--",
+        enter = ["nsenter", "-t", str(h.init_pid), "--mount", "--uts", "--pid", "--root", "--wd=/"]
+        enter += ["--net"] if h.netns else []
+        enter += ["--",
                  "/usr/bin/env", "-i", "PATH=" + HOST_PATH, "LANG=C.UTF-8", "HOME=/root"]
         return subprocess.run(enter + list(argv), input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               timeout=timeout)
@@ -1093,6 +1126,52 @@ class Fleet:
         backend.set_host(th)
         return th
 
+    # ----- network namespaces (hosts only other namespaces of this fleet can reach: a bastion lab)
+    def add_netns(self, role: str) -> str:
+        """A new network namespace of this fleet (`ip netns add`), loopback up, IP forwarding off, no
+        route out: only namespaces linked to it (add_link) reach its addresses. close() deletes it."""
+        if not re.fullmatch(r"[a-z0-9]{1,8}", role):
+            raise ValueError("role: 1-8 lowercase letters or digits")
+        name = "%s%s-%s" % (NETNS_PREFIX, self.id[-8:], role)
+        with self._lock:
+            _ip("netns", "add", name)
+            self.netns_names.append(name)
+            self._write_state()
+            _ip("-n", name, "link", "set", "lo", "up")
+            # a new namespace may inherit forwarding from this machine's: nothing is routed through ours
+            self.netns_exec(name, ["sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"])
+        return name
+
+    def add_link(self, netns_a: str, cidr_a: str, netns_b: str, cidr_b: str) -> tuple[str, str]:
+        """A veth pair between two namespaces of this fleet, with an address (a.b.c.d/nn) at each end."""
+        for ns in (netns_a, netns_b):
+            if ns not in self.netns_names:
+                raise ValueError("%s is not a network namespace of this fleet" % ns)
+        with self._lock:
+            self._links += 1
+            a = "pv%s%02da" % (self.id[-6:], self._links)
+            b = a[:-1] + "b"
+            _ip("link", "add", a, "netns", netns_a, "type", "veth", "peer", "name", b, "netns", netns_b)
+        for ns, dev, cidr in ((netns_a, a, cidr_a), (netns_b, b, cidr_b)):
+            _ip("-n", ns, "addr", "add", cidr, "dev", dev)
+            _ip("-n", ns, "link", "set", dev, "up")
+        return a, b
+
+    def _ensure_address(self, netns: str, address: str) -> None:
+        out = _ip("-n", netns, "-o", "addr", "show")
+        if (" %s/" % address) not in out:
+            _ip("-n", netns, "addr", "add", address + "/32", "dev", "lo")
+
+    def netns_argv(self, netns: str) -> list[str]:
+        """Prefix that runs a command inside one of this fleet's network namespaces (nothing else changes)."""
+        if netns not in self.netns_names:
+            raise ValueError("%s is not a network namespace of this fleet" % netns)
+        return ["nsenter", "--net=" + _netns_path(netns), "--"]
+
+    def netns_exec(self, netns: str, argv: Sequence[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+        return subprocess.run(self.netns_argv(netns) + list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout, check=False)
+
     def leftover_processes(self) -> list[int]:
         """PIDs of processes whose root directory lies inside this fleet's dir (none after close())."""
         prefix = str(self.dir)
@@ -1107,6 +1186,33 @@ class Fleet:
             if r == prefix or r.startswith(prefix + "/"):
                 found.append(int(ent))
         return found
+
+
+NETNS_PREFIX = "pvf-"     # every network namespace a fleet makes is named pvf-<fleet id tail>-<role>
+
+
+def _netns_path(name: str) -> str:
+    return "/var/run/netns/%s" % name
+
+
+def _ip(*args: str) -> str:
+    proc = subprocess.run(["ip", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if proc.returncode != 0:
+        raise FleetError("ip %s: %s" % (" ".join(args), proc.stderr.decode(errors="replace").strip()))
+    return proc.stdout.decode(errors="replace")
+
+
+def _delete_netns(names: Iterable[str]) -> list[str]:
+    """Delete these namespaces of ours (their veth ends go with them); the errors, as lines."""
+    errors = []
+    for name in names:
+        if not os.path.exists(_netns_path(name)):
+            continue
+        try:
+            _ip("netns", "del", name)
+        except FleetError as exc:
+            errors.append(str(exc))
+    return errors
 
 
 _hash_cache: dict[tuple, str] = {}
@@ -1170,6 +1276,8 @@ def teardown_state(state: dict[str, Any], log: Callable[[str], None] = _log_defa
         os.kill(pid, signal.SIGKILL)
         log("killed %s (pid %d)" % (h["name"], pid))
     _wait_gone(inits, timeout=10)
+    for err in _delete_netns([n for n in state.get("netns", []) if n.startswith(NETNS_PREFIX)]):
+        log(err)
     _umount_all_under(fdir)
     arch = Path(state.get("archives", BASE_DIR / "apt-archives"))
     for h in state["hosts"]:
