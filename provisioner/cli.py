@@ -34,6 +34,15 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--accept-new-host-keys", action="store_true",
                         help="record unknown host keys (changed keys are still refused)")
         sp.add_argument("-T", "--timeout", type=float, default=10.0, help="SSH connect timeout in seconds")
+        vault_options(sp)
+
+    def vault_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--vault-password-file", "--vault-pass-file", action="append", default=[],
+                        metavar="FILE", help="vault password file (an executable one is run, its output used)")
+        sp.add_argument("--vault-id", action="append", default=[], metavar="LABEL@SOURCE",
+                        help="a vault password with its label; SOURCE is a file, an executable or `prompt`")
+        sp.add_argument("-J", "--ask-vault-pass", "--ask-vault-password", action="store_true",
+                        help="prompt for the vault password")
 
     for name, helptext in (("apply", "apply a playbook"), ("check", "validate a playbook and inventory, touch nothing"),
                            ("plan", "show per host the GPU stack versions and methods a playbook would use")):
@@ -50,31 +59,57 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("facts", help="print hosts' facts as JSON")
     sp.add_argument("hosts", nargs="*", default=["all"])
     common(sp)
+    vault_sub = sub.add_parser("vault", help="encrypt, decrypt or view Ansible Vault files and strings")
+    actions = vault_sub.add_subparsers(dest="action", required=True)
+    for action, helptext in (("encrypt", "encrypt files in place (or to --output)"),
+                             ("decrypt", "decrypt files in place (or to --output)"),
+                             ("view", "print decrypted files"),
+                             ("encrypt_string", "print a `!vault |` value for a string (or stdin)")):
+        sp = actions.add_parser(action, help=helptext)
+        sp.add_argument("files", nargs="*", metavar="STRING" if action == "encrypt_string" else "FILE")
+        if action in ("encrypt", "decrypt"):
+            sp.add_argument("--output", help="write here instead of in place (`-` for stdout)")
+        if action == "encrypt_string":
+            sp.add_argument("-n", "--name", help="the variable name to print before `!vault |`")
+        if action in ("encrypt", "encrypt_string"):
+            sp.add_argument("--encrypt-vault-id", metavar="LABEL", help="which vault id's password encrypts")
+        sp.add_argument("-v", "--verbose", action="count", default=0)
+        vault_options(sp)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from provisioner.vault import redact
     args = _parser().parse_args(argv)
     try:
+        if args.command == "vault":
+            from provisioner.vault import vault_command
+            return vault_command(args)
         return _dispatch(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact(f"error: {exc}"), file=sys.stderr)
         if args.verbose >= 3:
-            traceback.print_exc()
+            print(redact(traceback.format_exc()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: one line, the traceback only with -vvv
         if args.verbose >= 3:
-            traceback.print_exc()
-        print(f"internal error: {type(exc).__name__}: {exc} (run with -vvv for the traceback)", file=sys.stderr)
+            print(redact(traceback.format_exc()), file=sys.stderr)
+        print(redact(f"internal error: {type(exc).__name__}: {exc} (run with -vvv for the traceback)"),
+              file=sys.stderr)
         return 3
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from provisioner import vault
     from provisioner.executor.context import RunOptions
     from provisioner.load.inventory import load_inventory
+
+    # before anything is loaded: inventories, playbooks and vars files may hold vaulted data
+    vault.install(vault.Keyring(vault.secrets_from_options(args.vault_id, args.vault_password_file,
+                                                           args.ask_vault_pass)))
 
     options = RunOptions(
         check=getattr(args, "check", False), diff=getattr(args, "diff", False), forks=max(1, args.forks),

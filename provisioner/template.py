@@ -25,6 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from provisioner.errors import TemplateError, did_you_mean
 from provisioner.load.yamlsrc import UnsafeStr
+from provisioner.vault import Secret
 
 
 class Omit:
@@ -332,6 +333,7 @@ class LazyVars(Mapping[str, Any]):
         self._templar = templar
         self._resolving: set[str] = set()
         self._cache: dict[str, Any] = {}
+        self.secret_used = False  # a vaulted value was read: the task that reads it is no_log
 
     def raw(self, key: str) -> Any:
         for layer in reversed(self._layers):
@@ -343,6 +345,8 @@ class LazyVars(Mapping[str, Any]):
         if key in self._cache:
             return self._cache[key]
         value = self.raw(key)
+        if isinstance(value, Secret):
+            self.secret_used = True
         if key in self._resolving:
             raise TemplateError(f"variable {key!r} refers to itself")
         self._resolving.add(key)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import TemplateError
+from provisioner.vault import Secret
 
 FREE_FORM = "file"
 
@@ -36,5 +37,7 @@ def run(args: ARGS, ctx: Any) -> dict[str, Any]:
             raise TemplateError(f"{f}: a vars file must be a mapping")
         loaded.update(data)
     facts = {args.name: loaded} if args.name else loaded
+    # vaulted values loaded: the result (which carries them) is no_log, and what reads them later too
+    secret = any(isinstance(v, Secret) for v in loaded.values())
     return {"changed": False, "ansible_included_var_files": [str(f) for f in files], "_set_facts": facts,
-            "ansible_facts": facts}
+            "ansible_facts": facts, "_secret": secret}

@@ -80,11 +80,37 @@ def _loader_for(file: str) -> type[yaml.SafeLoader]:
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
+    def construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+        from provisioner import vault
+        if not isinstance(node, yaml.ScalarNode):
+            raise UserError("a `!vault` value must be the vault text (`!vault |` and its lines)",
+                            _mark(file, node.start_mark))
+        keyring = vault.keyring()
+        plain = keyring.decrypt(str(node.value), _mark(file, node.start_mark))
+        return keyring.remember(_text(plain, _mark(file, node.start_mark)))  # type: ignore[no-any-return]
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
     Loader.add_constructor("!unsafe", construct_unsafe)
+    Loader.add_constructor("!vault", construct_vault)
     return Loader
 
 
+def _text(data: bytes, pos: Position) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError("the decrypted vault data is not UTF-8 text", pos) from None
+
+
 def load_yaml_text(text: str, file: str) -> Any:
+    """The data of a YAML text; a whole-file vault (`$ANSIBLE_VAULT;...`) is decrypted first and
+    everything in it is a secret."""
+    if text[:64].lstrip().startswith("$ANSIBLE_VAULT"):
+        from provisioner import vault
+        keyring = vault.keyring()
+        plain = _text(keyring.decrypt(text, Position(file, 1, 1)), Position(file, 1, 1))
+        return keyring.remember(load_yaml_text(plain, file))
     try:
         return yaml.load(text, Loader=_loader_for(file))
     except UserError:
