@@ -49,7 +49,10 @@ class VaultError(UserError):
 
 
 class Secret:
-    """Marks a value that came out of a vault (a str, a mapping or a list of them)."""
+    """Marks a value that came out of a vault (a str, a mapping or a list of them). A YAML mapping or
+    list that holds one at any depth says so with the same `holds_secret` attribute."""
+
+    holds_secret = True
 
 
 class SecretStr(str, Secret):
@@ -57,11 +60,11 @@ class SecretStr(str, Secret):
 
 
 class SecretDict(YMap, Secret):
-    pass
+    holds_secret = True
 
 
 class SecretList(YList, Secret):
-    pass
+    holds_secret = True
 
 
 # -- the format ------------------------------------------------------------------------------

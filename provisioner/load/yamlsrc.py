@@ -19,6 +19,7 @@ class YMap(dict):  # type: ignore[type-arg]
 
     pos: Position
     key_pos: dict[Any, Position]
+    holds_secret = False  # a vaulted value is in it, at any depth (see provisioner/vault.py)
 
     def where(self, key: Any = None) -> Position:
         if key is not None and key in getattr(self, "key_pos", {}):
@@ -29,6 +30,7 @@ class YMap(dict):  # type: ignore[type-arg]
 class YList(list):  # type: ignore[type-arg]
     pos: Position
     item_pos: list[Position]
+    holds_secret = False
 
     def where(self, index: int | None = None) -> Position:
         if index is not None and 0 <= index < len(getattr(self, "item_pos", [])):
@@ -65,27 +67,30 @@ def _loader_for(file: str) -> type[yaml.SafeLoader]:
             if key in out:
                 raise UserError(f"duplicate key {key!r} (first at line {out.key_pos[key].line})",
                                 _mark(file, key_node.start_mark))
-            out[key] = loader.construct_object(value_node, deep=True)
+            out[key] = value = loader.construct_object(value_node, deep=True)
             out.key_pos[key] = _mark(file, key_node.start_mark)
+            if getattr(loader, "saw_vault", False) and getattr(value, "holds_secret", False):
+                out.holds_secret = True
         return out
 
     def construct_sequence(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> YList:
         out = YList(loader.construct_object(child, deep=True) for child in node.value)
         out.pos = _mark(file, node.start_mark)
         out.item_pos = [_mark(file, child.start_mark) for child in node.value]
+        if getattr(loader, "saw_vault", False) and any(getattr(v, "holds_secret", False) for v in out):
+            out.holds_secret = True
         return out
 
     def construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> UnsafeStr:
         return UnsafeStr(loader.construct_scalar(node))  # type: ignore[arg-type]
 
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
     def construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> str:
         from provisioner import vault
         if not isinstance(node, yaml.ScalarNode):
             raise UserError("a `!vault` value must be the vault text (`!vault |` and its lines)",
                             _mark(file, node.start_mark))
         keyring = vault.keyring()
+        loader.saw_vault = True  # type: ignore[attr-defined]
         plain = keyring.decrypt(str(node.value), _mark(file, node.start_mark))
         return keyring.remember(_text(plain, _mark(file, node.start_mark)))  # type: ignore[no-any-return]
 
