@@ -215,6 +215,8 @@ def test_decrypted_values_never_show_in_output_or_report(project: Project, pwfil
       ignore_errors: true
     - name: ordinary task
       debug: msg=plain-output
+    - name: "a name that shows {{{{ api_token }}}}"
+      debug: msg=named
 """, vars_files=["vault.yml"]), "--vault-password-file", str(pwfile), "-vvv", "--diff")
     assert run.rc == 0, run.out
     assert (tmp_path / "token.conf").read_text() == f"token={TOKEN}\n"
@@ -227,6 +229,7 @@ def test_decrypted_values_never_show_in_output_or_report(project: Project, pwfil
     assert run.result("fail with it")["status"] == "failed"
     assert run.result("ordinary task")["result"]["msg"] == "plain-output"  # the rest stays readable
     assert "plain-output" in run.out
+    assert "TASK [a name that shows ********]" in run.out  # no task result to censor: the text is redacted
 
 
 def test_become_password_from_a_vault_does_not_hide_the_task(project: Project, pwfile: Path) -> None:
