@@ -108,8 +108,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     from provisioner.load.inventory import load_inventory
 
     # before anything is loaded: inventories, playbooks and vars files may hold vaulted data
-    vault.install(vault.Keyring(vault.secrets_from_options(args.vault_id, args.vault_password_file,
-                                                           args.ask_vault_pass)))
+    keyring = vault.Keyring(vault.secrets_from_options(args.vault_id, args.vault_password_file, args.ask_vault_pass))
+    vault.install(keyring)
 
     options = RunOptions(
         check=getattr(args, "check", False), diff=getattr(args, "diff", False), forks=max(1, args.forks),
@@ -124,6 +124,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         options.become_password = getpass.getpass("BECOME password: ")
     elif os.environ.get("PROVISION_BECOME_PASSWORD"):
         options.become_password = os.environ["PROVISION_BECOME_PASSWORD"]
+    if options.become_password:
+        keyring.remember(options.become_password)  # as secret as a vaulted one: never shown
     inventory = load_inventory(args.inventory)
     if args.command == "facts":
         return _facts(args, inventory, options)

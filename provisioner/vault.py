@@ -235,6 +235,7 @@ class Keyring:
     secrets: list[VaultSecret] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _longest_first: list[str] = field(default_factory=list, repr=False)  # what redact() replaces
 
     def decrypt(self, vaulttext: str, pos: Position) -> bytes:
         try:
@@ -257,7 +258,10 @@ class Keyring:
         """Record every string in a decrypted value and mark it Secret, containers included."""
         if isinstance(value, str):
             with self._lock:
-                self.seen.add(str(value))
+                if value not in self.seen:
+                    self.seen.add(str(value))
+                    self._longest_first = sorted((s for s in self.seen if len(s) >= MIN_REDACT_LEN),
+                                                 key=len, reverse=True)
             return value if isinstance(value, SecretStr) else _secret_str(value)
         if isinstance(value, dict):
             out = SecretDict((k, self.remember(v)) for k, v in value.items())
@@ -275,9 +279,7 @@ class Keyring:
 
     def redact(self, text: str, escape: Callable[[str], str] | None = None) -> str:
         """`text` with every decrypted value (as `escape` writes it, e.g. JSON-escaped) replaced."""
-        if not self.seen:
-            return text
-        for secret in sorted((s for s in self.seen if len(s) >= MIN_REDACT_LEN), key=len, reverse=True):
+        for secret in self._longest_first:
             shown = escape(secret) if escape else secret
             if shown in text:
                 text = text.replace(shown, REDACTED)

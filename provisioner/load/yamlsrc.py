@@ -53,7 +53,7 @@ _BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def _loader_for(file: str) -> type[yaml.SafeLoader]:
     class Loader(_BASE):  # type: ignore[valid-type,misc]
-        pass
+        saw_vault = False  # a `!vault` value was met: containers then say whether they hold one
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> YMap:
         loader.flatten_mapping(node)
@@ -69,7 +69,7 @@ def _loader_for(file: str) -> type[yaml.SafeLoader]:
                                 _mark(file, key_node.start_mark))
             out[key] = value = loader.construct_object(value_node, deep=True)
             out.key_pos[key] = _mark(file, key_node.start_mark)
-            if getattr(loader, "saw_vault", False) and getattr(value, "holds_secret", False):
+            if loader.saw_vault and getattr(value, "holds_secret", False):  # type: ignore[attr-defined]
                 out.holds_secret = True
         return out
 
@@ -77,7 +77,7 @@ def _loader_for(file: str) -> type[yaml.SafeLoader]:
         out = YList(loader.construct_object(child, deep=True) for child in node.value)
         out.pos = _mark(file, node.start_mark)
         out.item_pos = [_mark(file, child.start_mark) for child in node.value]
-        if getattr(loader, "saw_vault", False) and any(getattr(v, "holds_secret", False) for v in out):
+        if loader.saw_vault and any(getattr(v, "holds_secret", False) for v in out):  # type: ignore[attr-defined]
             out.holds_secret = True
         return out
 

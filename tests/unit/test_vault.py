@@ -291,3 +291,20 @@ def test_short_secrets_are_hidden_by_no_log_however_they_are_read(project: Proje
     for task in ("direct", "through hostvars", "the mapping"):
         assert "censored" in run.result(task)["result"], task
     assert run.result("unrelated")["result"]["msg"] == "pin-free"
+
+
+def test_a_vault_value_written_in_the_task_itself_makes_it_no_log(project: Project, pwfile: Path,
+                                                                   tmp_path: Path) -> None:
+    block = vault.encrypt_string_block("s3", b"open sesame", None, None)
+    value = "".join("          " + line + "\n" for line in block.splitlines()).lstrip()
+    run = project.apply(playbook(f"""\
+    - name: inline
+      copy:
+        dest: {tmp_path}/inline.txt
+        content: {value}    - name: after
+      debug: msg=visible
+"""), "--vault-password-file", str(pwfile), "-vv", "--diff")
+    assert run.rc == 0, run.out
+    assert (tmp_path / "inline.txt").read_text() == "s3"
+    assert "censored" in run.result("inline")["result"] and "+s3" not in run.out
+    assert run.result("after")["result"]["msg"] == "visible"
