@@ -19,10 +19,7 @@ places; it is read-only afterwards apart from the set of secrets seen.
 from __future__ import annotations
 
 import binascii
-import getpass
-import hmac
 import os
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,6 +120,8 @@ def _ctr(key: bytes, counter: bytes) -> Any:
 
 def encrypt(plaintext: bytes, password: bytes, label: str | None = None) -> str:
     """The vault text for `plaintext`: format 1.2 when a label other than `default` is given, else 1.1."""
+    import hmac
+
     from cryptography.hazmat.primitives import padding
 
     salt = os.urandom(32)
@@ -143,6 +142,8 @@ def encrypt(plaintext: bytes, password: bytes, label: str | None = None) -> str:
 
 def decrypt_with(envelope: Envelope, password: bytes) -> bytes | None:
     """The plaintext, or None when this password is not the one (the HMAC does not match)."""
+    import hmac
+
     from cryptography.hazmat.primitives import padding
 
     key, mac_key, counter = _keys(password, envelope.salt)
@@ -177,10 +178,13 @@ def parse_vault_id(spec: str) -> tuple[str, str]:
 
 
 def read_secret(label: str, source: str, confirm: bool = False,
-                prompt: Callable[[str], str] = getpass.getpass) -> VaultSecret:
+                prompt: Callable[[str], str] | None = None) -> VaultSecret:
     """A password from `prompt`, a file (its text, stripped) or an executable (its stdout), as Ansible
     reads them. An executable named `*-client*` is asked for the label with `--vault-id LABEL`."""
     if source == "prompt":
+        if prompt is None:
+            import getpass
+            prompt = getpass.getpass
         shown = "Vault password" if label == DEFAULT_ID else f"Vault password ({label})"
         text = prompt(f"{shown}: ")
         if confirm and prompt(f"Confirm {shown.lower()}: ") != text:
@@ -191,6 +195,7 @@ def read_secret(label: str, source: str, confirm: bool = False,
         if not path.is_file():
             raise UserError("vault password file not found", Position(str(path)))
         if os.access(path, os.X_OK):
+            import subprocess
             argv = [str(path.resolve())]
             if path.stem.endswith("-client"):
                 argv += ["--vault-id", label]
