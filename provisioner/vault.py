@@ -240,7 +240,7 @@ class Keyring:
     secrets: list[VaultSecret] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _longest_first: list[str] = field(default_factory=list, repr=False)  # what redact() replaces
+    _longest_first: list[str] | None = field(default=None, repr=False)  # what redact() replaces, when known
 
     def decrypt(self, vaulttext: str, pos: Position) -> bytes:
         try:
@@ -265,8 +265,7 @@ class Keyring:
             with self._lock:
                 if value not in self.seen:
                     self.seen.add(str(value))
-                    self._longest_first = sorted((s for s in self.seen if len(s) >= MIN_REDACT_LEN),
-                                                 key=len, reverse=True)
+                    self._longest_first = None
             return value if isinstance(value, SecretStr) else _secret_str(value)
         if isinstance(value, dict):
             out = SecretDict((k, self.remember(v)) for k, v in value.items())
@@ -284,7 +283,14 @@ class Keyring:
 
     def redact(self, text: str, escape: Callable[[str], str] | None = None) -> str:
         """`text` with every decrypted value (as `escape` writes it, e.g. JSON-escaped) replaced."""
-        for secret in self._longest_first:
+        if not self.seen:
+            return text
+        ordered = self._longest_first
+        if ordered is None:
+            with self._lock:
+                ordered = self._longest_first = sorted((s for s in self.seen if len(s) >= MIN_REDACT_LEN),
+                                                       key=len, reverse=True)
+        for secret in ordered:
             shown = escape(secret) if escape else secret
             if shown in text:
                 text = text.replace(shown, REDACTED)
