@@ -355,6 +355,8 @@ def vault_command(args: Any) -> int:
     chosen = _encrypting_secret(secrets, getattr(args, "encrypt_vault_id", None)) if encrypting else secrets[0]
     if args.action == "encrypt_string":
         values = list(args.files) or [sys.stdin.read()]
+        if not all(values):
+            raise UserError("vault encrypt_string: nothing to encrypt (an empty string)")
         if args.name and len(values) > 1:
             raise UserError("--name names one string; give one string with it")
         for value in values:
