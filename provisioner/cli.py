@@ -38,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="OpenSSH client config to read (default: ~/.ssh/config when it exists)")
         sp.add_argument("--insecure-no-host-key-check", action="store_true",
                         help="honour StrictHostKeyChecking=no: connect without checking host keys")
+        vault_options(sp)
+
+    def vault_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--vault-password-file", "--vault-pass-file", action="append", default=[],
+                        metavar="FILE", help="vault password file (an executable one is run, its output used)")
+        sp.add_argument("--vault-id", action="append", default=[], metavar="LABEL@SOURCE",
+                        help="a vault password with its label; SOURCE is a file, an executable or `prompt`")
+        sp.add_argument("-J", "--ask-vault-pass", "--ask-vault-password", action="store_true",
+                        help="prompt for the vault password")
 
     for name, helptext in (("apply", "apply a playbook"), ("check", "validate a playbook and inventory, touch nothing"),
                            ("plan", "show per host the GPU stack versions and methods a playbook would use")):
@@ -61,6 +70,22 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("facts", help="print hosts' facts as JSON")
     sp.add_argument("hosts", nargs="*", default=["all"])
     common(sp)
+    vault_sub = sub.add_parser("vault", help="encrypt, decrypt or view Ansible Vault files and strings")
+    actions = vault_sub.add_subparsers(dest="action", required=True)
+    for action, helptext in (("encrypt", "encrypt files in place (or to --output)"),
+                             ("decrypt", "decrypt files in place (or to --output)"),
+                             ("view", "print decrypted files"),
+                             ("encrypt_string", "print a `!vault |` value for a string (or stdin)")):
+        sp = actions.add_parser(action, help=helptext)
+        sp.add_argument("files", nargs="*", metavar="STRING" if action == "encrypt_string" else "FILE")
+        if action in ("encrypt", "decrypt"):
+            sp.add_argument("--output", help="write here instead of in place (`-` for stdout)")
+        if action == "encrypt_string":
+            sp.add_argument("-n", "--name", help="the variable name to print before `!vault |`")
+        if action in ("encrypt", "encrypt_string"):
+            sp.add_argument("--encrypt-vault-id", metavar="LABEL", help="which vault id's password encrypts")
+        sp.add_argument("-v", "--verbose", action="count", default=0)
+        vault_options(sp)
     return p
 
 
@@ -75,31 +100,40 @@ def _listing_options(sp: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from provisioner.vault import redact
     args = _parser().parse_args(argv)
     try:
+        if args.command == "vault":
+            from provisioner.vault import vault_command
+            return vault_command(args)
         return _dispatch(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact(f"error: {exc}"), file=sys.stderr)
         if getattr(args, "verbose", 0) >= 3:
-            traceback.print_exc()
+            print(redact(traceback.format_exc()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: one line, the traceback only with -vvv
         if getattr(args, "verbose", 0) >= 3:
-            traceback.print_exc()
-        print(f"internal error: {type(exc).__name__}: {exc} (run with -vvv for the traceback)", file=sys.stderr)
+            print(redact(traceback.format_exc()), file=sys.stderr)
+        print(redact(f"internal error: {type(exc).__name__}: {exc} (run with -vvv for the traceback)"),
+              file=sys.stderr)
         return 3
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init(Path(args.directory))
+    from provisioner import vault
     from provisioner.executor.context import RunOptions
     from provisioner.executor.fake_facts import load_facts_file
     from provisioner.load.inventory import load_inventory
 
+    # before anything is loaded: inventories, playbooks and vars files may hold vaulted data
+    keyring = vault.Keyring(vault.secrets_from_options(args.vault_id, args.vault_password_file, args.ask_vault_pass))
+    vault.install(keyring)
     facts_from = getattr(args, "facts_from", None)
     options = RunOptions(
         check=getattr(args, "check", False) or args.command == "plan",  # plan changes nothing
@@ -118,6 +152,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         options.become_password = getpass.getpass("BECOME password: ")
     elif os.environ.get("PROVISION_BECOME_PASSWORD"):
         options.become_password = os.environ["PROVISION_BECOME_PASSWORD"]
+    if options.become_password:
+        keyring.remember(options.become_password)  # as secret as a vaulted one: never shown
     inventory = load_inventory(args.inventory)
     if args.command == "facts":
         _check_connections(inventory, options)

@@ -332,6 +332,7 @@ class LazyVars(Mapping[str, Any]):
         self._templar = templar
         self._resolving: set[str] = set()
         self._cache: dict[str, Any] = {}
+        self.secret_used = False  # a vaulted value was read: the task that reads it is no_log
 
     def raw(self, key: str) -> Any:
         for layer in reversed(self._layers):
@@ -343,6 +344,10 @@ class LazyVars(Mapping[str, Any]):
         if key in self._cache:
             return self._cache[key]
         value = self.raw(key)
+        if getattr(value, "holds_secret", False):
+            self.secret_used = True
+        elif isinstance(value, Mapping) and not isinstance(value, dict):
+            value = _Watched(value, self)  # hostvars: a secret read through it is read by this task
         if key in self._resolving:
             raise TemplateError(f"variable {key!r} refers to itself")
         self._resolving.add(key)
@@ -366,6 +371,31 @@ class LazyVars(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+class _Watched(Mapping[str, Any]):
+    """A lazy view (hostvars, one host's variables) that tells `owner` when a vaulted value is read."""
+
+    def __init__(self, inner: Mapping[str, Any], owner: LazyVars) -> None:
+        self._inner = inner
+        self._owner = owner
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._inner[key]
+        if getattr(value, "holds_secret", False) or getattr(self._inner, "secret_used", False):
+            self._owner.secret_used = True
+        if isinstance(value, Mapping) and not isinstance(value, dict):
+            return _Watched(value, self._owner)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._inner
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._inner)
+
+    def __len__(self) -> int:
+        return len(self._inner)
 
 
 class _Context(dict):  # type: ignore[type-arg]
@@ -461,7 +491,7 @@ class Templar:
     def _native(value: Any) -> Any:
         if isinstance(value, jinja2.Undefined):
             raise TemplateError("undefined value")
-        if isinstance(value, LazyVars):
+        if isinstance(value, (LazyVars, _Watched)):
             return dict(value)
         return value
 

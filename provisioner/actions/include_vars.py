@@ -30,11 +30,14 @@ def run(args: ARGS, ctx: Any) -> dict[str, Any]:
     else:
         raise TemplateError("include_vars needs a file or dir")
     loaded: dict[str, Any] = {}
+    secret = False
     for f in files:
         data = ctx.runner.vars_file(f) or {}  # parsed once per run, for all hosts
         if not isinstance(data, dict):
             raise TemplateError(f"{f}: a vars file must be a mapping")
         loaded.update(data)
+        secret = secret or getattr(data, "holds_secret", False)
     facts = {args.name: loaded} if args.name else loaded
+    # vaulted values loaded: the result (which carries them) is no_log
     return {"changed": False, "ansible_included_var_files": [str(f) for f in files], "_set_facts": facts,
-            "ansible_facts": facts}
+            "ansible_facts": facts, "_secret": secret}

@@ -22,6 +22,7 @@ from provisioner.load.playbook import Task, selected_by_tags
 from provisioner.modules import validate_args
 from provisioner.template import LazyVars, _bool, mark_unsafe
 from provisioner.validate import ArgsError, as_dict, validate_model
+from provisioner.vault import taint
 
 if TYPE_CHECKING:
     from provisioner.executor.run import Runner
@@ -144,12 +145,14 @@ class TaskRunner:
                     hr.registered[task.register] = dict(skipped)
                 return self._result(hr, task, SKIPPED, "conditional result was False", skipped)
             data = self._run_once(hr, task, variables)
+            secret = variables.secret_used
         else:
             items = self._loop_items(task, variables)
             loop_var = str(task.loop_control.get("loop_var", "item"))
             index_var = task.loop_control.get("index_var")
             results: list[dict[str, Any]] = []
             includes: list[Any] = []
+            secret = variables.secret_used
             for index, item in enumerate(items):
                 layer = {loop_var: mark_unsafe(item), "ansible_loop_var": loop_var}  # rendered already
                 if index_var:
@@ -162,6 +165,7 @@ class TaskRunner:
                                     "_label": shown})
                     continue
                 data = self._run_once(hr, task, ivars)
+                secret = secret or ivars.secret_used or bool(data.pop("_secret", False))
                 data.update({loop_var: item, "ansible_loop_var": loop_var, "_label": shown})
                 if "_include" in data:
                     includes.extend(data.pop("_include"))
@@ -177,8 +181,10 @@ class TaskRunner:
             if not results:
                 data["skipped"] = True
                 data["msg"] = "no items in the loop"
+        secret = secret or bool(data.pop("_secret", False))
         if task.register:
-            hr.registered[task.register] = mark_unsafe({k: v for k, v in data.items() if k != "_include"})
+            registered = mark_unsafe({k: v for k, v in data.items() if k != "_include"})
+            hr.registered[task.register] = taint(registered) if secret else registered
         status = FAILED if data.get("failed") else CHANGED if data.get("changed") else \
             SKIPPED if data.get("skipped") else OK
         if status == CHANGED and task.notify:
@@ -187,8 +193,9 @@ class TaskRunner:
                 if rendered not in hr.notified:
                     hr.notified.append(rendered)
         if "_set_facts" in data:
-            hr.host_facts.update(data.pop("_set_facts"))
-        result = self._result(hr, task, status, str(data.get("msg") or ""), data)
+            facts = data.pop("_set_facts")
+            hr.host_facts.update({k: taint(v) for k, v in facts.items()} if secret else facts)
+        result = self._result(hr, task, status, str(data.get("msg") or ""), data, secret=secret)
         return self._maybe_ignore(hr, task, result)
 
     def _loop_items(self, task: Task, variables: LazyVars) -> list[Any]:
@@ -337,11 +344,15 @@ class TaskRunner:
             return None
         user = task.become_user if task.become_user is not None else variables.get("ansible_become_user", "root")
         user = str(templar.render(user, variables) or "root")
+        # the become password goes to sudo's stdin only, never into a result: reading it does not
+        # make the task no_log
+        secret_used = variables.secret_used
         password = (variables.get("ansible_become_password") or variables.get("ansible_become_pass")
                     or self.runner.options.become_password)
         out: dict[str, Any] = {"user": user}
         if password:
             out["password"] = str(templar.render(password, variables))
+        variables.secret_used = secret_used
         return out
 
     def _include(self, task: Task, variables: LazyVars) -> dict[str, Any]:
@@ -373,8 +384,10 @@ class TaskRunner:
             ignore = False
         return dataclasses.replace(result, ignored=ignore)
 
-    def _result(self, hr: HostRun, task: Task, status: str, msg: str, data: dict[str, Any]) -> TaskResult:
-        no_log = bool(task.no_log) if isinstance(task.no_log, bool) else _bool(task.no_log)
+    def _result(self, hr: HostRun, task: Task, status: str, msg: str, data: dict[str, Any],
+                secret: bool = False) -> TaskResult:
+        """`secret`: the task read a vaulted value, so its result is no_log whatever the task says."""
+        no_log = secret or (bool(task.no_log) if isinstance(task.no_log, bool) else _bool(task.no_log))
         diffs: list[dict[str, Any]] = []
         if data.get("diff"):
             diffs.append(data["diff"])

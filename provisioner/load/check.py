@@ -18,6 +18,7 @@ from provisioner.load.inventory import Inventory
 from provisioner.load.playbook import MAGIC_VARS, Play, Playbook, Task, check_serial, iter_tasks
 from provisioner.load.yamlsrc import YList, YMap, load_yaml_file, type_name, where
 from provisioner.template import LazyVars, Templar, is_template, referenced_names
+from provisioner.vault import VaultError
 
 _SINGLE = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$")
 
@@ -134,6 +135,7 @@ def _handler_names(play: Play) -> set[str]:
 
 def _include_vars_names(task: Task) -> set[str]:
     out: set[str] = set()
+    named = Path(str(task.args.get("file") or task.args.get("_raw_params") or "")).name
     dirs = []
     if task.role is not None:
         dirs.append(task.role.path / "vars")
@@ -144,6 +146,10 @@ def _include_vars_names(task: Task) -> set[str]:
             for f in d.glob("*.y*ml"):
                 try:
                     data = load_yaml_file(f) or {}
+                except VaultError:
+                    if f.name == named:  # the file this task loads: say so before any host is touched
+                        raise
+                    continue
                 except UserError:
                     continue
                 if isinstance(data, dict):

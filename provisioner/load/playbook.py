@@ -439,8 +439,9 @@ class Loader:
             changed_when=tuple(_conditions(raw, "changed_when")), failed_when=tuple(_conditions(raw, "failed_when")),
             ignore_errors=inner.ignore_errors or False, ignore_unreachable=bool(inner.ignore_unreachable),
             retries=raw.get("retries"), until=raw.get("until"), delay=raw.get("delay", 5),
-            no_log=inner.no_log or False, check_mode=inner.check_mode, diff=inner.diff,
-            environment=inner.environment, vars=inner.vars, delegate_to=inner.delegate_to,
+            # a `!vault` value written in the task itself (its args, a loop): no_log, as any vaulted value
+            no_log=True if getattr(raw, "holds_secret", False) else inner.no_log or False, check_mode=inner.check_mode,
+            diff=inner.diff, environment=inner.environment, vars=inner.vars, delegate_to=inner.delegate_to,
             run_once=bool(inner.run_once), any_errors_fatal=inner.any_errors_fatal, role=inner.role,
             base_dir=inner.base_dir,
         )

@@ -19,6 +19,7 @@ class YMap(dict):  # type: ignore[type-arg]
 
     pos: Position
     key_pos: dict[Any, Position]
+    holds_secret = False  # a vaulted value is in it, at any depth (see provisioner/vault.py)
 
     def where(self, key: Any = None) -> Position:
         if key is not None and key in getattr(self, "key_pos", {}):
@@ -29,6 +30,7 @@ class YMap(dict):  # type: ignore[type-arg]
 class YList(list):  # type: ignore[type-arg]
     pos: Position
     item_pos: list[Position]
+    holds_secret = False
 
     def where(self, index: int | None = None) -> Position:
         if index is not None and 0 <= index < len(getattr(self, "item_pos", [])):
@@ -51,7 +53,7 @@ _BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def _loader_for(file: str) -> type[yaml.SafeLoader]:
     class Loader(_BASE):  # type: ignore[valid-type,misc]
-        pass
+        saw_vault = False  # a `!vault` value was met: containers then say whether they hold one
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> YMap:
         loader.flatten_mapping(node)
@@ -65,26 +67,55 @@ def _loader_for(file: str) -> type[yaml.SafeLoader]:
             if key in out:
                 raise UserError(f"duplicate key {key!r} (first at line {out.key_pos[key].line})",
                                 _mark(file, key_node.start_mark))
-            out[key] = loader.construct_object(value_node, deep=True)
+            out[key] = value = loader.construct_object(value_node, deep=True)
             out.key_pos[key] = _mark(file, key_node.start_mark)
+            if loader.saw_vault and getattr(value, "holds_secret", False):  # type: ignore[attr-defined]
+                out.holds_secret = True
         return out
 
     def construct_sequence(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> YList:
         out = YList(loader.construct_object(child, deep=True) for child in node.value)
         out.pos = _mark(file, node.start_mark)
         out.item_pos = [_mark(file, child.start_mark) for child in node.value]
+        if loader.saw_vault and any(getattr(v, "holds_secret", False) for v in out):  # type: ignore[attr-defined]
+            out.holds_secret = True
         return out
 
     def construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> UnsafeStr:
         return UnsafeStr(loader.construct_scalar(node))  # type: ignore[arg-type]
 
+    def construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+        from provisioner import vault
+        if not isinstance(node, yaml.ScalarNode):
+            raise UserError("a `!vault` value must be the vault text (`!vault |` and its lines)",
+                            _mark(file, node.start_mark))
+        keyring = vault.keyring()
+        loader.saw_vault = True  # type: ignore[attr-defined]
+        plain = keyring.decrypt(str(node.value), _mark(file, node.start_mark))
+        return keyring.remember(_text(plain, _mark(file, node.start_mark)))  # type: ignore[no-any-return]
+
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
     Loader.add_constructor("!unsafe", construct_unsafe)
+    Loader.add_constructor("!vault", construct_vault)
     return Loader
 
 
+def _text(data: bytes, pos: Position) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError("the decrypted vault data is not UTF-8 text", pos) from None
+
+
 def load_yaml_text(text: str, file: str) -> Any:
+    """The data of a YAML text; a whole-file vault (`$ANSIBLE_VAULT;...`) is decrypted first and
+    everything in it is a secret."""
+    if text[:64].lstrip().startswith("$ANSIBLE_VAULT"):
+        from provisioner import vault
+        keyring = vault.keyring()
+        plain = _text(keyring.decrypt(text, Position(file, 1, 1)), Position(file, 1, 1))
+        return keyring.remember(load_yaml_text(plain, file))
     try:
         return yaml.load(text, Loader=_loader_for(file))
     except UserError:

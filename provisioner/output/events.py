@@ -9,6 +9,7 @@ import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
 from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, HostStats, TaskResult
+from provisioner.vault import redact
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -63,6 +64,7 @@ class Output:
 
     def _print(self, text: str, always: bool = False) -> None:
         if always or not self.quiet:
+            text = redact(text)  # a decrypted vault value never reaches the terminal
             with self._lock:
                 self.stream.write(text + "\n")
                 self.stream.flush()

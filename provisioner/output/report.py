@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import __version__
+from provisioner.vault import keyring
 
 
 def build_report(runner: Any, elapsed: float) -> dict[str, Any]:
@@ -22,9 +23,14 @@ def build_report(runner: Any, elapsed: float) -> dict[str, Any]:
     }
 
 
+def redact_json(text: str) -> str:
+    """JSON text with every decrypted vault value replaced, in the escaped form JSON gives it."""
+    return keyring().redact(text, escape=lambda s: json.dumps(s)[1:-1])
+
+
 def write_report(path: Path, runner: Any, elapsed: float) -> None:
-    """Written atomically, so a reader never sees half a report."""
-    data = json.dumps(build_report(runner, elapsed), indent=2, default=str)
+    """Written atomically, so a reader never sees half a report; decrypted vault values are replaced."""
+    data = redact_json(json.dumps(build_report(runner, elapsed), indent=2, default=str))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
