@@ -47,9 +47,10 @@ class Args(ModuleArgs):
 
 class _Git:
     def __init__(self, args: Args, host: Host) -> None:
-        self.bin = args.executable or host.which("git")
-        if not self.bin:
+        found = args.executable or host.which("git")
+        if not found:
             raise ModuleError("Failed to find required executable git in paths: %s" % os.environ.get("PATH", ""))
+        self.bin: str = found
         self.host = host
         ssh = ["ssh"]
         if args.accept_hostkey:
