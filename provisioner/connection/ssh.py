@@ -233,6 +233,27 @@ class SSHConnection:
             raise Unreachable(f"cannot start a command on {self.name}: {exc or type(exc).__name__}") from exc
         return SSHStream(channel, self.name)
 
+    def run_raw(self, command: str, stdin: bytes = b"", timeout: float | None = None) -> tuple[int, bytes, bytes]:
+        """`command` as one exec session, through the login shell, no agent (the `raw` module):
+        (exit status, stdout, stderr)."""
+        try:
+            channel = self._transport().open_session()
+            channel.settimeout(timeout)
+            channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            err: list[bytes] = []  # read beside stdout: a full stderr window must not stall stdout
+            reader = threading.Thread(target=lambda: err.append(channel.makefile_stderr("rb").read()), daemon=True)
+            reader.start()
+            out = channel.makefile("rb").read()
+            reader.join()
+            rc = channel.recv_exit_status()
+            channel.close()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise Unreachable(f"cannot run a raw command on {self.name}: {exc or type(exc).__name__}") from exc
+        return rc, out, b"".join(err)
+
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
