@@ -71,8 +71,15 @@ class AgentSession:
                 raise Unreachable(f"{self.connection.name}: not connected")
             self._next_id += 1
             request = {**request, "id": self._next_id}
-            self.stream.write(prefix + json.dumps(request, default=str).encode() + b"\n")
-            line = self.stream.readline()
+            try:
+                self.stream.write(prefix + json.dumps(request, default=str).encode() + b"\n")
+                line = self.stream.readline()
+            except Unreachable as exc:
+                if prefix and ("not found" in str(exc) or "No such file" in str(exc)):
+                    raise Unreachable(f"{self.connection.name}: {self.python} not found on the host ({exc}); "
+                                      "install it first, e.g. gather_facts: false + raw: apt-get install -y "
+                                      "python3") from None
+                raise
             self.requests += 1
         try:
             reply = json.loads(line.decode())

@@ -124,7 +124,17 @@ class SSHStream:
         try:
             self.channel.sendall(data)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise Unreachable(f"connection to {self.name} lost: {exc or type(exc).__name__}") from exc
+            detail = self._stderr()  # the command may have exited at once: "python3: not found"
+            raise Unreachable(f"connection to {self.name} lost: {detail or exc or type(exc).__name__}") from exc
+
+    def _stderr(self) -> str:
+        err = b""
+        try:
+            while self.channel.recv_stderr_ready():
+                err += self.channel.recv_stderr(65536)
+        except Exception:
+            pass
+        return err.decode(errors="replace").strip()[-300:]
 
     def readline(self) -> bytes:
         try:
@@ -132,13 +142,7 @@ class SSHStream:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise Unreachable(f"connection to {self.name} lost: {exc or type(exc).__name__}") from exc
         if not line:
-            err = b""
-            try:
-                while self.channel.recv_stderr_ready():
-                    err += self.channel.recv_stderr(65536)
-            except Exception:
-                pass
-            detail = err.decode(errors="replace").strip()[-300:]
+            detail = self._stderr()
             raise Unreachable(f"connection to {self.name} lost" + (f": {detail}" if detail else
                                                                     " (the remote side closed it)"))
         return line
