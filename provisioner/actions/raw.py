@@ -1,6 +1,7 @@
 """raw: a command line run by the host's login shell over one SSH exec session, without the agent
 or python: what bootstraps python3 on a host that has none (`gather_facts: false`, then
-`raw: apt-get install -y python3`). Always changed when run; not run in check mode.
+`raw: apt-get install -y python3`). Always changed when run; not run in check mode. Over SSH
+it gets a terminal as in Ansible, so stderr is part of stdout.
 
 A play with `gather_facts: false` and a raw task connects without starting the agent; the agent
 (one exec session) starts at the first other task, so plays without raw keep their one session.
@@ -61,7 +62,9 @@ def run(args: ARGS, ctx: Any) -> dict[str, Any]:
     session = ctx.session or ctx.hr.session
     login = getattr(session.connection, "user", None) or getpass.getuser()
     line, stdin = command_line(args, ctx.become, login)
-    rc, out_b, err_b = session.run_raw(line, stdin)
+    # A terminal, as Ansible's ssh -tt: stderr within stdout, lines ending in \r\n. Not when a sudo
+    # password goes in on stdin: the terminal would echo it into the output.
+    rc, out_b, err_b = session.run_raw(line, stdin, pty=not stdin)
     out, err = out_b.decode("utf-8", "replace"), err_b.decode("utf-8", "replace")
     result: dict[str, Any] = {"changed": True, "rc": rc, "stdout": out, "stderr": err,
                               "stdout_lines": out.splitlines(), "stderr_lines": err.splitlines()}

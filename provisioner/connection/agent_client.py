@@ -38,9 +38,10 @@ class AgentSession:
         self.connection.open()
         self.deferred, self.on_start = True, on_start
 
-    def run_raw(self, command: str, stdin: bytes = b"", timeout: float | None = None) -> tuple[int, bytes, bytes]:
+    def run_raw(self, command: str, stdin: bytes = b"", timeout: float | None = None,
+                pty: bool = False) -> tuple[int, bytes, bytes]:
         """A command through the host's shell without the agent: the `raw` module."""
-        return self.connection.run_raw(command, stdin, timeout)
+        return self.connection.run_raw(command, stdin, timeout, pty)
 
     def start(self, first: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Open the connection, start the agent and (optionally) send a first request with it."""

@@ -237,12 +237,15 @@ class SSHConnection:
             raise Unreachable(f"cannot start a command on {self.name}: {exc or type(exc).__name__}") from exc
         return SSHStream(channel, self.name)
 
-    def run_raw(self, command: str, stdin: bytes = b"", timeout: float | None = None) -> tuple[int, bytes, bytes]:
+    def run_raw(self, command: str, stdin: bytes = b"", timeout: float | None = None,
+                pty: bool = False) -> tuple[int, bytes, bytes]:
         """`command` as one exec session, through the login shell, no agent (the `raw` module):
-        (exit status, stdout, stderr)."""
+        (exit status, stdout, stderr). With `pty` (as Ansible's ssh -tt) stderr comes within stdout."""
         try:
             channel = self._transport().open_session()
             channel.settimeout(timeout)
+            if pty:
+                channel.get_pty(width=200)
             channel.exec_command(command)
             if stdin:
                 channel.sendall(stdin)

@@ -131,7 +131,9 @@ def plan(args: Args, host: Host) -> Change:
     deadline = start + args.delay + args.timeout
     prog = re.compile(args.search_regex, re.M) if args.search_regex else None
     path = os.path.expanduser(args.path) if args.path else None
-    data: Dict[str, Any] = {"state": args.state, "port": args.port, "path": path, "search_regex": args.search_regex}
+    # Ansible reports a file waited for (present/started) as state "file"
+    shown = "file" if path and args.state in ("present", "started") else args.state
+    data: Dict[str, Any] = {"state": shown, "port": args.port, "path": path, "search_regex": args.search_regex}
     match = None
     if args.port is None and not path:
         time.sleep(args.timeout)
