@@ -1,5 +1,6 @@
 """kernel_blacklist (community.general): a `blacklist NAME` line in a modprobe.d file (by default
-/etc/modprobe.d/blacklist.conf), added at the end or removed, so the module is not auto-loaded.
+/etc/modprobe.d/blacklist-ansible.conf, as community.general's), added at the end or removed, so
+the kernel module is not loaded automatically.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from provisioner.host.runtime import Change, Host, ModuleArgs, text_diff
 class Args(ModuleArgs):
     name: str
     state: Literal["present", "absent"] = "present"
-    blacklist_file: str = "/etc/modprobe.d/blacklist.conf"
+    blacklist_file: str = "/etc/modprobe.d/blacklist-ansible.conf"  # community.general's default
 
 
 def plan(args: Args, host: Host) -> Change:

@@ -1,8 +1,9 @@
 """script (host side): run the bytes of a controller's script on the host, from a private temp file
 removed afterwards. The controller's `script` action reads the local file and sends it here.
 
-Always changed when it runs; `creates`/`removes` make it idempotent, as in Ansible. In check mode
-it is not run (changed, unless creates/removes already say it need not).
+Always changed when it runs; `creates`/`removes` make it idempotent (the task is then skipped), as
+in Ansible. In check mode it is not run (changed, unless creates/removes already say it need not).
+Unlike Ansible's (which runs it on a terminal), stderr stays apart from stdout.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def plan(args: Args, host: Host) -> Change:
         raise ModuleError("script: no script content (the controller's script action sends it)")
     reason = skip_reason(args.creates, args.removes, args.chdir)
     if reason:
-        return Change(False, reason, data={"rc": 0, "stdout": "", "stderr": ""})
+        return Change(False, reason, data={"skipped": True})  # Ansible: the task shows as skipped
     return Change(True, "would run the script %s" % (args.cmd or "") if host.check_mode else "")
 
 

@@ -81,7 +81,7 @@ def test_script_runs_with_args_creates_chdir_executable(project: Project) -> Non
     assert (work / "marker-h2").read_text() == "done\n"
     assert (project.root / "o-h1").read_text() == f"['args: h1 two words in {work}'] py x\n"
     second = project.apply(play)
-    assert second.rc == 0 and second.result("run setup")["status"] == "ok"
+    assert second.rc == 0 and second.result("run setup")["status"] == "skipped"
     failing = project.apply(playbook("""\
     - name: bad
       script: nope.sh
