@@ -111,8 +111,9 @@ def plan(args: Args, host: Host) -> Change:
     refs = _remote_refs(git, args.repo)
     target = _target(args, refs)
     if not os.path.exists(os.path.join(git_dir, "HEAD")):
-        if not args.clone:
-            return Change(False, data=dict(data, after=target["sha"]))
+        if not args.clone:  # Ansible reports the remote's commit as a change, every time
+            return Change(True, data=dict(data, after=target["sha"]), todo={"clone": False, "target": target,
+                                                                            "moves": False, "read_only": True})
         if os.path.isdir(dest) and os.listdir(dest):
             raise ModuleError("Destination path '%s' already exists and is not an empty directory." % dest)
         return Change(True, "would clone %s" % args.repo if host.check_mode else "",
@@ -191,6 +192,8 @@ def _apply(args: Args, change: Change, git: _Git) -> Dict[str, Any]:
 
 
 def apply(args: Args, change: Change, host: Host) -> Dict[str, Any]:
+    if change.todo.get("read_only"):
+        return {"changed": True}
     git = _Git(args, host)
     if args.umask is None:
         return _apply(args, change, git)

@@ -102,7 +102,7 @@ def test_depth_bare_clone_false_and_refusals(remote: dict[str, str], tmp_path: P
     assert out["changed"] and (bare / "HEAD").exists() and not (bare / ".git").exists()
     assert run_module("git", repo=remote["url"], dest=str(bare), bare=True)["changed"] is False
     out = run_module("git", repo=remote["url"], dest=str(tmp_path / "none"), clone=False)
-    assert out["changed"] is False and out["after"] == remote["head"] and not (tmp_path / "none").exists()
+    assert out["changed"] is True and out["after"] == remote["head"] and not (tmp_path / "none").exists()
     out = run_module("git", repo=remote["url"], dest=str(tmp_path / "x"), archive="/tmp/x.zip")
     assert out["failed"] and "archive is not supported" in out["msg"]
     down = run_module("git", repo=f"file://{tmp_path}/missing.git", dest=str(tmp_path / "y"))
