@@ -97,3 +97,36 @@ def test_script_fetch_git_over_ssh(fleet_factory: FleetFactory, provision: Provi
     assert done[0]["status"] == "changed" and done[0]["result"]["after"] == head
     again = provision.apply(play, fleet.inventory_path)
     assert again.rc == 0 and again.changed() == {"host01": 0, "host02": 0}, again.out
+
+
+def test_modprobe_persistent_files_and_a_clear_load_failure(fleet_factory: FleetFactory, provision: Provision,
+                                                           tmp_path: Path) -> None:
+    """The fleet's kernel has no loadable modules (no /proc/modules): loading fails with modprobe's own
+    words; `state: absent` is already true, so its persistent files are handled for real."""
+    fleet = fleet_factory(1)
+    h = fleet.hosts[0]
+    h.path("/etc/modules-load.d/gpu.conf").write_text("nvidia_drm\nloop\n")
+    play = write_playbook(tmp_path / "mods.yml", [{"hosts": "all", "gather_facts": False, "tasks": [
+        {"name": "no kmod yet", "community.general.modprobe": {"name": "dummy"}, "ignore_errors": True,
+         "register": "nokmod"},
+        {"name": "kmod", "apt": {"name": "kmod"}},
+        {"name": "options", "copy": {"content": "options nvidia_drm modeset=1\n",
+                                     "dest": "/etc/modprobe.d/nvidia.conf", "force": False}},
+        {"name": "load", "community.general.modprobe": {"name": "dummy", "params": "numdummies=2"},
+         "ignore_errors": True, "register": "load"},
+        {"name": "not at boot", "community.general.modprobe": {"name": "nvidia_drm", "state": "absent",
+                                                               "persistent": "absent"}},
+        {"name": "nouveau off", "community.general.kernel_blacklist": {"name": "nouveau"}},
+        {"name": "keep 1", "copy": {"content": "{{ nokmod.msg }}\n", "dest": "/root/msg1", "force": False}},
+        {"name": "keep 2", "copy": {"content": "{{ load.msg }}\n", "dest": "/root/msg2"}},
+    ]}])
+    run = provision.apply(play, fleet.inventory_path, timeout=600)
+    assert run.rc == 0, run.out
+    msgs = [h.path(f"/root/msg{i}").read_text().strip() for i in (1, 2)]
+    assert msgs[0] == "modprobe is not installed on the host (Debian/Ubuntu: package kmod)"
+    assert msgs[1].startswith("modprobe: FATAL: Module dummy not found"), msgs
+    assert h.path("/etc/modules-load.d/gpu.conf").read_text() == "#nvidia_drm\nloop\n"
+    assert h.path("/etc/modprobe.d/nvidia.conf").read_text() == "#options nvidia_drm modeset=1\n"
+    assert h.path("/etc/modprobe.d/blacklist-ansible.conf").read_text() == "blacklist nouveau\n"
+    again = provision.apply(play, fleet.inventory_path)
+    assert again.rc == 0 and again.changed() == {"host01": 0}, again.out
