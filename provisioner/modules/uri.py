@@ -29,7 +29,7 @@ class Args(ModuleArgs):
     body: Any = None
     body_format: Literal["raw", "json", "form-urlencoded", "form-multipart"] = "raw"
     headers: Dict[str, Any] = {}
-    status_code: List[int] = [200]
+    status_code: Any = [200]  # a list, a comma-separated string or one number, as Ansible takes it
     return_content: bool = False
     dest: Optional[str] = None
     creates: Optional[str] = None
@@ -141,7 +141,16 @@ def _request(args: Args) -> Dict[str, Any]:
     return out
 
 
+def _codes(value: Any) -> List[int]:
+    items = value if isinstance(value, list) else str(value).split(",") if isinstance(value, str) else [value]
+    try:
+        return [int(str(v).strip()) for v in items]
+    except ValueError:
+        raise ModuleError("status_code must be a list of integers, not %r" % (value,))
+
+
 def plan(args: Args, host: Host) -> Change:
+    args.status_code = _codes(args.status_code)
     if args.body_format == "form-multipart":
         raise ModuleError("body_format: form-multipart is not supported by provision; send a file with "
                           "src (remote_src: true) or body_format: raw and your own Content-Type")
@@ -182,6 +191,7 @@ def _write_dest(args: Args, content: bytes, url: str) -> Dict[str, Any]:
 
 
 def apply(args: Args, change: Change, host: Host) -> Dict[str, Any]:
+    args.status_code = _codes(args.status_code)
     out = _request(args)
     content: bytes = out.pop("_content", b"")
     text = content.decode("utf-8", "replace")

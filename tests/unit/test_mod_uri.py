@@ -92,6 +92,8 @@ def test_status_mismatch_fails_with_content(server: str) -> None:
     assert out["msg"] == "Status code was 404 and not [200]: HTTP Error 404: Not Found"
     assert out["content"] == "missing"
     assert run_module("uri", url=f"{server}/nothing", status_code=[200, 404])["failed"] is False
+    assert run_module("uri", url=f"{server}/nothing", status_code=404)["status"] == 404  # one number
+    assert "list of integers" in run_module("uri", url=f"{server}/nothing", status_code="x")["msg"]
     down = run_module("uri", url="http://127.0.0.1:1/x", timeout=2)
     assert down["failed"] and down["status"] == -1 and "Status code was -1 and not [200]: Request failed" in down["msg"]
 
