@@ -129,3 +129,28 @@ def test_refused_edges(server: str) -> None:
     assert out["failed"] and "form-multipart is not supported" in out["msg"]
     out = run_module("uri", url=f"{server}/post", method="POST", src="local.bin")
     assert out["failed"] and "remote_src" in out["msg"]
+
+
+def test_https_validate_certs(tmp_path: Path) -> None:
+    """A real TLS server with a self-signed certificate: refused unless validate_certs is false or
+    ca_path names the certificate."""
+    import ssl
+    import subprocess
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{srv.server_address[1]}/api"
+    try:
+        refused = run_module("uri", url=url, timeout=5)
+        assert refused["failed"] and refused["status"] == -1 and "CERTIFICATE_VERIFY_FAILED" in refused["msg"]
+        assert run_module("uri", url=url, validate_certs=False)["json"] == {"ok": True, "n": 3}
+        assert run_module("uri", url=url, ca_path=str(cert))["status"] == 200
+    finally:
+        srv.shutdown()
+        srv.server_close()
