@@ -2,7 +2,7 @@
 removed afterwards. The controller's `script` action reads the local file and sends it here.
 
 Always changed when it runs; `creates`/`removes` make it idempotent (the task is then skipped), as
-in Ansible. In check mode it is not run (changed, unless creates/removes already say it need not).
+in Ansible. Skipped in check mode, as in Ansible 2.19.
 Unlike Ansible's (which runs it on a terminal), stderr stays apart from stdout.
 """
 
@@ -16,6 +16,7 @@ from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, _tem
 from provisioner.modules.command import skip_reason
 
 FREE_FORM = "cmd"
+CHECK_MODE = False  # as Ansible 2.19: skipped in check mode (its result would be unknown)
 
 
 class Args(ModuleArgs):
@@ -35,7 +36,7 @@ def plan(args: Args, host: Host) -> Change:
     reason = skip_reason(args.creates, args.removes, args.chdir)
     if reason:
         return Change(False, reason, data={"skipped": True})  # Ansible: the task shows as skipped
-    return Change(True, "would run the script %s" % (args.cmd or "") if host.check_mode else "")
+    return Change(True)
 
 
 def apply(args: Args, change: Change, host: Host) -> Dict[str, Any]:

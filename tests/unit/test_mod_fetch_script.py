@@ -46,7 +46,7 @@ def test_fetch_layout_flat_missing_and_second_run(project: Project) -> None:
     assert again.rc == 0 and again.total("changed") == 0
     src.write_text("port=81\n")
     check = project.apply(play, "--check")
-    assert check.result("fetch tree")["status"] == "changed"
+    assert check.result("fetch tree")["status"] == "skipped"
     assert (project.root / "got" / "h1" / str(src).lstrip("/")).read_text() == "port=80\n"
     failing = project.apply(playbook("""\
     - name: fetch missing
@@ -75,7 +75,7 @@ def test_script_runs_with_args_creates_chdir_executable(project: Project) -> Non
 """)
     check = project.apply(play, "--check")
     assert check.rc == 0 and not list(work.iterdir()), check.out
-    assert check.result("run setup")["status"] == "changed"
+    assert check.result("run setup")["status"] == "skipped"
     first = project.apply(play)
     assert first.rc == 0, first.out
     assert (work / "marker-h2").read_text() == "done\n"
