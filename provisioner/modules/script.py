@@ -2,7 +2,8 @@
 removed afterwards. The controller's `script` action reads the local file and sends it here.
 
 Always changed when it runs; `creates`/`removes` make it idempotent (the task is then skipped), as
-in Ansible. Skipped in check mode, as in Ansible 2.19.
+in Ansible. In check mode, as Ansible 2.19: changed when creates/removes say it would run, else
+skipped (nothing could tell what the script would do).
 Unlike Ansible's (which runs it on a terminal), stderr stays apart from stdout.
 """
 
@@ -16,7 +17,6 @@ from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, _tem
 from provisioner.modules.command import skip_reason
 
 FREE_FORM = "cmd"
-CHECK_MODE = False  # as Ansible 2.19: skipped in check mode (its result would be unknown)
 
 
 class Args(ModuleArgs):
@@ -36,6 +36,8 @@ def plan(args: Args, host: Host) -> Change:
     reason = skip_reason(args.creates, args.removes, args.chdir)
     if reason:
         return Change(False, reason, data={"skipped": True})  # Ansible: the task shows as skipped
+    if host.check_mode and not (args.creates or args.removes):
+        return Change(False, "check mode: the script is not run", data={"skipped": True})
     return Change(True)
 
 

@@ -75,7 +75,8 @@ def test_script_runs_with_args_creates_chdir_executable(project: Project) -> Non
 """)
     check = project.apply(play, "--check")
     assert check.rc == 0 and not list(work.iterdir()), check.out
-    assert check.result("run setup")["status"] == "skipped"
+    assert check.result("run setup")["status"] == "changed"  # creates: it would run
+    assert check.result("run python")["status"] == "skipped"  # no creates/removes: nothing to tell
     first = project.apply(play)
     assert first.rc == 0, first.out
     assert (work / "marker-h2").read_text() == "done\n"
