@@ -473,9 +473,8 @@ def _object(cls: type, model: bool) -> Validator:
             return value
         if not isinstance(value, dict):
             _fail("model_type" if model else "dataclass_type", not_dict)
-        for k in value:
-            if not isinstance(k, str):
-                raise ArgsError([ErrorDetail((k,), "invalid_key", "Keys should be strings")])
+        bad_keys = [ErrorDetail((k,), "invalid_key", "Keys should be strings") for k in value
+                    if not isinstance(k, str)]
         values: dict[str, Any] = {}
         errors: list[ErrorDetail] = []
         used: set[str] = set()
@@ -490,6 +489,8 @@ def _object(cls: type, model: bool) -> Validator:
                 values[name] = check(value[key])
             except ArgsError as exc:
                 errors += _within(exc, key)
+        if bad_keys:  # as pydantic: the fields' own errors first, then the keys that are not strings
+            raise ArgsError(errors + bad_keys)
         unnamed = {k: v for k, v in value.items() if k not in used} if len(used) < len(value) else {}
         if collect is not None:
             values[collect] = unnamed

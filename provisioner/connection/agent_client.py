@@ -27,10 +27,26 @@ class AgentSession:
         self._next_id = 0
         self._lock = threading.Lock()
         self.requests = 0
+        # deferred: connected, but the agent starts with the first request (a play that begins with
+        # `raw` on a host that may not have python yet); on_start then gets the facts reply.
+        self.deferred = False
+        self.on_start: Any = None
+        self._start_lock = threading.Lock()
+
+    def open_deferred(self, on_start: Any) -> None:
+        """Connect now (no exec session), start the agent when first asked something."""
+        self.connection.open()
+        self.deferred, self.on_start = True, on_start
+
+    def run_raw(self, command: str, stdin: bytes = b"", timeout: float | None = None,
+                pty: bool = False) -> tuple[int, bytes, bytes]:
+        """A command through the host's shell without the agent: the `raw` module."""
+        return self.connection.run_raw(command, stdin, timeout, pty)
 
     def start(self, first: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Open the connection, start the agent and (optionally) send a first request with it."""
-        self.connection.open()
+        if not self.deferred:  # deferred: already open
+            self.connection.open()
         # -I: the host's PYTHON* variables and user site-packages must not change the agent.
         # -S: no `site` (the agent needs only the standard library): ~3 ms less per host.
         self.stream = self.connection.start([self.python, "-I", "-S", "-c", BOOT_CODE])
@@ -41,6 +57,13 @@ class AgentSession:
         return self._exchange(first, prefix=payload)
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        if self.deferred:
+            with self._start_lock:
+                if self.deferred:
+                    reply = self.start({"op": "facts"})
+                    self.deferred = False
+                    if self.on_start is not None:
+                        self.on_start(reply)
         return self._exchange({"op": op, **fields})
 
     def _exchange(self, request: dict[str, Any], prefix: bytes = b"") -> dict[str, Any]:
@@ -49,8 +72,15 @@ class AgentSession:
                 raise Unreachable(f"{self.connection.name}: not connected")
             self._next_id += 1
             request = {**request, "id": self._next_id}
-            self.stream.write(prefix + json.dumps(request, default=str).encode() + b"\n")
-            line = self.stream.readline()
+            try:
+                self.stream.write(prefix + json.dumps(request, default=str).encode() + b"\n")
+                line = self.stream.readline()
+            except Unreachable as exc:
+                if prefix and ("not found" in str(exc) or "No such file" in str(exc)):
+                    raise Unreachable(f"{self.connection.name}: {self.python} not found on the host ({exc}); "
+                                      "install it first, e.g. gather_facts: false + raw: apt-get install -y "
+                                      "python3") from None
+                raise
             self.requests += 1
         try:
             reply = json.loads(line.decode())

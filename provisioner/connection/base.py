@@ -1,7 +1,8 @@
 """The connection protocol: open the connection, start a program and talk to it over a stream.
 
 Local and SSH implement the same small surface, so everything above works on both. Commands and
-files go through the agent this starts (provisioner.connection.agent_client), never around it.
+files go through the agent this starts (provisioner.connection.agent_client), never around it;
+the one exception is `run_raw`, the `raw` module's command for a host without python.
 """
 
 from __future__ import annotations
@@ -26,4 +27,6 @@ class Connection(Protocol):
 
     def open(self) -> None: ...
     def start(self, argv: list[str]) -> Stream: ...
+    def run_raw(self, command: str, stdin: bytes = b"", timeout: float | None = None,
+                pty: bool = False) -> tuple[int, bytes, bytes]: ...
     def close(self) -> None: ...

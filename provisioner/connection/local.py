@@ -60,6 +60,16 @@ class LocalConnection:
         self._streams.append(stream)
         return stream
 
+    def run_raw(self, command: str, stdin: bytes = b"", timeout: float | None = None,
+                pty: bool = False) -> tuple[int, bytes, bytes]:
+        """`command` through /bin/sh, no agent (the `raw` module): (exit status, stdout, stderr).
+        No terminal here (`pty` is the SSH side's): the output is the same bar stderr's place."""
+        try:
+            proc = subprocess.run(command, shell=True, input=stdin, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise Unreachable(f"raw command timed out after {timeout}s") from exc
+        return proc.returncode, proc.stdout, proc.stderr
+
     def close(self) -> None:
         for s in self._streams:
             s.close()

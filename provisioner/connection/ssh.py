@@ -133,7 +133,17 @@ class SSHStream:
         try:
             self.channel.sendall(data)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise self._lost(f": {exc or type(exc).__name__}") from exc
+            detail = self._stderr()  # the command may have exited at once: "python3: not found"
+            raise self._lost(f": {detail or exc or type(exc).__name__}") from exc
+
+    def _stderr(self) -> str:
+        err = b""
+        try:
+            while self.channel.recv_stderr_ready():
+                err += self.channel.recv_stderr(65536)
+        except Exception:
+            pass
+        return err.decode(errors="replace").strip()[-300:]
 
     def readline(self) -> bytes:
         try:
@@ -141,13 +151,7 @@ class SSHStream:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._lost(f": {exc or type(exc).__name__}") from exc
         if not line:
-            err = b""
-            try:
-                while self.channel.recv_stderr_ready():
-                    err += self.channel.recv_stderr(65536)
-            except Exception:
-                pass
-            detail = err.decode(errors="replace").strip()[-300:]
+            detail = self._stderr()
             raise self._lost(f": {detail}" if detail else " (the remote side closed it)")
         return line
 
@@ -292,6 +296,30 @@ class SSHConnection:
             why = self.why_lost() if self.why_lost is not None else ""
             raise Unreachable(f"cannot start a command on {self.name}: {why or exc or type(exc).__name__}") from exc
         return SSHStream(channel, self.name, self.why_lost)
+
+    def run_raw(self, command: str, stdin: bytes = b"", timeout: float | None = None,
+                pty: bool = False) -> tuple[int, bytes, bytes]:
+        """`command` as one exec session, through the login shell, no agent (the `raw` module):
+        (exit status, stdout, stderr). With `pty` (as Ansible's ssh -tt) stderr comes within stdout."""
+        try:
+            channel = self.transport().open_session()
+            channel.settimeout(timeout)
+            if pty:
+                channel.get_pty(width=200)
+            channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            err: list[bytes] = []  # read beside stdout: a full stderr window must not stall stdout
+            reader = threading.Thread(target=lambda: err.append(channel.makefile_stderr("rb").read()), daemon=True)
+            reader.start()
+            out = channel.makefile("rb").read()
+            reader.join()
+            rc = channel.recv_exit_status()
+            channel.close()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise Unreachable(f"cannot run a raw command on {self.name}: {exc or type(exc).__name__}") from exc
+        return rc, out, b"".join(err)
 
     def close(self) -> None:
         if self.client is not None:

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from provisioner.actions.raw import starts_without_python
 from provisioner.connection.agent_client import AgentSession
 from provisioner.connection.base import Unreachable
 from provisioner.connection.factory import ConnectionFactory, ConnectionSettingError
@@ -172,6 +173,10 @@ class Runner:
                 python = "python3"
             session = AgentSession(conn, python=python)
             hr.session = session
+            if self.play is not None and starts_without_python(self.play):
+                # `gather_facts: false` and `raw` tasks: connect now, start the agent at the first other task
+                session.open_deferred(lambda reply: self._late_facts(hr, reply))
+                return TaskResult(hr.name, "Gathering Facts", "setup", OK, "", duration=time.monotonic() - t0)
             reply = session.start({"op": "facts"})
         except (TemplateError, UserError) as exc:  # UserError: fake facts outside check mode, or unreadable
             return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, str(exc), duration=time.monotonic() - t0)
@@ -190,6 +195,11 @@ class Runner:
         # check mode may plan another OS family's host on this one (executor/fake_facts.py)
         hr.facts = mark_unsafe(fake if fake is not None else reply.get("facts", {}))
         return TaskResult(hr.name, "Gathering Facts", "setup", OK, "", duration=time.monotonic() - t0)
+
+    def _late_facts(self, hr: HostRun, reply: dict[str, Any] | None) -> None:
+        """The facts of an agent started after `raw` tasks (see connect)."""
+        if reply and not reply.get("failed"):
+            hr.facts = mark_unsafe(reply.get("facts", {}))
 
     def local_session(self) -> AgentSession:
         """The controller itself, for `delegate_to: localhost` (started on first use)."""

@@ -600,16 +600,19 @@ def parse_kv(text: str, free_form: bool, pos: Position) -> dict[str, Any]:
                  "strip_empty_ends"}
     out: dict[str, Any] = {}
     if free_form:
-        # keep the command text as written; only pull out known k=v options
-        rest: list[str] = []
-        for tok in re.findall(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""", text):
-            k, eq, v = tok.partition("=")
+        # keep the command text as written (a multi-line script keeps its lines); only pull out
+        # known k=v options
+        pieces: list[str] = []
+        last = 0
+        for m in re.finditer(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""", text):
+            k, eq, v = m.group(0).partition("=")
             if eq and k in free_keys:
                 out[k] = split_args(v)[0] if v else ""
-            else:
-                rest.append(tok)
+                pieces.append(text[last:m.start()])
+                last = m.end()
+        rest = ("".join(pieces) + text[last:]).strip()
         if rest:
-            out["_raw_params"] = " ".join(rest)
+            out["_raw_params"] = rest
         return out
     try:
         parts = split_args(text)

@@ -319,10 +319,26 @@ class GpuPreflightModel(BaseModel):
     gpu_force: bool | None = None
 
 
+class FetchModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    src: str
+    dest: str
+    flat: bool = False
+    fail_on_missing: bool = True
+    validate_checksum: bool = True
+
+
+class RawModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cmd: str
+    executable: str | None = None
+
+
 MODELS: dict[str, type[BaseModel]] = {
     "debug": DebugModel, "fail": FailModel, "assert": AssertModel, "include_vars": IncludeVarsModel,
     "pause": PauseModel, "ping": PingModel, "reboot": RebootModel, "set_fact": SetFactModel, "setup": SetupModel,
     "template": TemplateModel, "wait_for_connection": WaitForConnectionModel, "gpu_preflight": GpuPreflightModel,
+    "fetch": FetchModel, "raw": RawModel,
 }
 
 
