@@ -594,6 +594,6 @@ def test_summary_renders_as_a_rich_table_and_as_plain_text() -> None:
     assert "gpu01" in shown and "51,669" in shown and "[no_gpu]" in shown
     text = render_gpu_text(rows)
     lines = text.splitlines()
-    assert lines[0].split()[:3] == ["host", "GPU", "checks"]
+    assert lines[0].split()[:5] == ["host", "#", "GPU", "bus", "id"]
     assert "51,669" in lines[1] and "2/2" in lines[1]
     assert "notes:" in text and "cpu01: [no_gpu]" in text
