@@ -480,7 +480,7 @@ def test_run_gpu_proves_2048_compares_with_blas_and_times_every_kernel() -> None
     assert [(p["kernel"], p["n"]) for p in out["perf"]] == [
         (k, n) for n in (64, 128) for k in ("naive", "tiled", "cublas")
     ]
-    assert all(p["ms"] > 0 and p["gflops"] > 0 and p["calls"] >= 3 for p in out["perf"])
+    assert all(p["ms"] > 0 and p["gflops"] > 0 and p["calls"] >= 3 for p in out["perf"]), out["perf"]
 
 
 def test_a_host_like_the_captured_h100_runs_end_to_end(
