@@ -773,86 +773,78 @@ def _perf_row(kernel: str, n: int, ms: float, calls: int, **extra: Any) -> Dict[
     return row
 
 
-def run_gpu(
-    cp: Any, np: Any, sizes: Sequence[int], repeats: Optional[int], device: int, stage: Dict[str, str]
-) -> Dict[str, Any]:
-    """Compile, prove correct and time the chapter's kernel, a tiled one and cuBLAS on one device.
+class _Kernels:
+    """The compiled module's three functions on the current device, launched with the chapter's geometry."""
 
-    `stage` records how far it got, so a failure is charged to the right check (device, compile, run).
-    """
-    out: Dict[str, Any] = {"perf": []}
-    stage["at"] = "device"
+    def __init__(self, cp: Any, np: Any) -> None:
+        self.cp, self.np = cp, np
+        module = cp.RawModule(code=KERNELS_SRC)
+        self.naive_fn = module.get_function("matmul")  # NVRTC runs here (or CuPy's on-disk cache answers)
+        self.tiled_fn = module.get_function("matmul_tiled")
+        self.fill_fn = module.get_function("fill")
+
+    def filled(self, n: int, value: float) -> Any:
+        # Only our module and cuBLAS run on the GPU: each CuPy elementwise kernel would be one more NVRTC
+        # compile on a fresh host's first run.
+        x = self.cp.empty((n, n), dtype=self.cp.float32)
+        self.fill_fn(((x.size + 255) // 256,), (256,), (x, self.np.float32(value), self.np.int64(x.size)))
+        return x
+
+    def _dims(self, a: Any, b: Any) -> Tuple[int, int, int]:
+        return a.shape[0], b.shape[1], a.shape[1]
+
+    def naive(self, a: Any, b: Any, c: Any) -> None:
+        m, n, k = self._dims(a, b)
+        i32 = self.np.int32
+        self.naive_fn(((n + 15) // 16, (m + 15) // 16), (16, 16), (a, b, c, i32(m), i32(n), i32(k)))
+
+    def tiled(self, a: Any, b: Any, c: Any) -> None:
+        m, n, k = self._dims(a, b)
+        i32 = self.np.int32
+        self.tiled_fn(((n + 31) // 32, (m + 31) // 32), (32, 32), (a, b, c, i32(m), i32(n), i32(k)))
+
+    def cublas(self, a: Any, b: Any, c: Any) -> None:
+        self.cp.matmul(a, b, out=c)
+
+
+def _device_info(cp: Any, device: int) -> Dict[str, Any]:
     dev = cp.cuda.Device(device)
     dev.use()
     props = cp.cuda.runtime.getDeviceProperties(device)
     name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     free, total = cp.cuda.runtime.memGetInfo()
-    out["device"] = {
-        "index": device,
-        "name": name,
-        "compute_capability": f"{props['major']}.{props['minor']}",
-        "multiprocessors": props.get("multiProcessorCount"),
-        "memory_total_mib": total // 2**20,
-        "memory_free_mib": free // 2**20,
-    }
+    return {"index": device, "name": name, "compute_capability": f"{props['major']}.{props['minor']}",
+            "multiprocessors": props.get("multiProcessorCount"), "memory_total_mib": total // 2**20,
+            "memory_free_mib": free // 2**20}
 
-    stage["at"] = "compile"
-    t = time.perf_counter()
-    module = cp.RawModule(code=KERNELS_SRC)
-    naive_fn = module.get_function("matmul")  # NVRTC runs here (or CuPy's on-disk cache answers)
-    tiled_fn = module.get_function("matmul_tiled")
-    fill_fn = module.get_function("fill")
-    out["compile_s"] = round(time.perf_counter() - t, 4)
-    stage["at"] = "run"
 
-    # Only our module and cuBLAS run on the GPU; comparisons happen in NumPy on the host. Each CuPy
-    # elementwise or reduction kernel would be one more NVRTC compile on a fresh host's first run.
-    def filled(n: int, value: float) -> Any:
-        x = cp.empty((n, n), dtype=cp.float32)
-        fill_fn(((x.size + 255) // 256,), (256,), (x, np.float32(value), np.int64(x.size)))
-        return x
-
-    def naive(a: Any, b: Any, c: Any) -> None:
-        m, k = a.shape
-        n = b.shape[1]
-        naive_fn(((n + 15) // 16, (m + 15) // 16), (16, 16), (a, b, c, np.int32(m), np.int32(n), np.int32(k)))
-
-    def tiled(a: Any, b: Any, c: Any) -> None:
-        m, k = a.shape
-        n = b.shape[1]
-        tiled_fn(((n + 31) // 32, (m + 31) // 32), (32, 32), (a, b, c, np.int32(m), np.int32(n), np.int32(k)))
-
-    def cublas(a: Any, b: Any, c: Any) -> None:
-        cp.matmul(a, b, out=c)
-
-    def rel_err(x: Any, ref: Any) -> float:
-        return float(np.linalg.norm(x.astype(np.float64) - ref) / np.linalg.norm(ref))
-
-    # The chapter's proof: ones times twos, every element of C exactly 2 * 1024.
+def prove_correct(cp: Any, np: Any, k: _Kernels) -> Dict[str, Any]:
+    """The chapter's proof (ones x twos: every element exactly 2 * 1024), then random inputs against cuBLAS
+    in fp32 (TF32 forced off before import) and a float64 reference; comparisons in NumPy on the host."""
     n = 1024
-    a, b = filled(n, 1.0), filled(n, 2.0)
+    a, b = k.filled(n, 1.0), k.filled(n, 2.0)
     c = cp.empty((n, n), dtype=cp.float32)
-    naive(a, b, c)
+    k.naive(a, b, c)
     mismatches = int(np.count_nonzero(cp.asnumpy(c) != 2.0 * n))
-    tiled(a, b, c)
+    k.tiled(a, b, c)
     tiled_mismatches = int(np.count_nonzero(cp.asnumpy(c) != 2.0 * n))
-
-    # Random inputs against cuBLAS in fp32 (TF32 forced off before import) and a float64 reference.
     rng = np.random.default_rng(0)
     a_host = rng.random((n, n), dtype=np.float32) * 2 - 1
     b_host = rng.random((n, n), dtype=np.float32) * 2 - 1
     a, b = cp.asarray(a_host), cp.asarray(b_host)
     ref = cp.empty((n, n), dtype=cp.float32)
-    cublas(a, b, ref)
-    naive(a, b, c)
+    k.cublas(a, b, ref)
+    k.naive(a, b, c)
     c_tiled = cp.empty((n, n), dtype=cp.float32)
-    tiled(a, b, c_tiled)
-    ref64 = cp.asnumpy(
-        cp.matmul(cp.asarray(a_host.astype(np.float64)), cp.asarray(b_host.astype(np.float64)))
-    )
+    k.tiled(a, b, c_tiled)
+    ref64 = cp.asnumpy(cp.matmul(cp.asarray(a_host.astype(np.float64)), cp.asarray(b_host.astype(np.float64))))
     ref_host, c_host = cp.asnumpy(ref), cp.asnumpy(c)
     ref_host64 = ref_host.astype(np.float64)
-    out["correctness"] = {
+
+    def rel_err(x: Any, want: Any) -> float:
+        return float(np.linalg.norm(x.astype(np.float64) - want) / np.linalg.norm(want))
+
+    return {
         "exact_2048": mismatches == 0,
         "mismatches": mismatches,
         "tiled_mismatches": tiled_mismatches,
@@ -862,16 +854,38 @@ def run_gpu(
         "cublas_rel_err_vs_fp64": rel_err(ref_host, ref64),
         "cublas_compute_type": _cublas_compute_type(np),
     }
-    del a, b, c, c_tiled, ref
 
+
+def time_kernels(cp: Any, k: _Kernels, sizes: Sequence[int], repeats: Optional[int]) -> List[Dict[str, Any]]:
+    """Median ms of each kernel at each size (inputs 0.5 and 0.25, filled on the GPU)."""
+    rows = []
     for n in sizes:
-        a, b = filled(n, 0.5), filled(n, 0.25)
+        a, b = k.filled(n, 0.5), k.filled(n, 0.25)
         c = cp.empty((n, n), dtype=cp.float32)
-        for kernel, fn in (("naive", naive), ("tiled", tiled), ("cublas", cublas)):
+        for kernel, fn in (("naive", k.naive), ("tiled", k.tiled), ("cublas", k.cublas)):
             ms, calls = _time_gpu(cp, fn, (a, b, c), repeats)
-            out["perf"].append(_perf_row(kernel, n, ms, calls))
+            rows.append(_perf_row(kernel, n, ms, calls))
         del a, b, c
         cp.get_default_memory_pool().free_all_blocks()
+    return rows
+
+
+def run_gpu(
+    cp: Any, np: Any, sizes: Sequence[int], repeats: Optional[int], device: int, stage: Dict[str, str]
+) -> Dict[str, Any]:
+    """Compile, prove correct and time the chapter's kernel, a tiled one and cuBLAS on one device.
+
+    `stage` records how far it got, so a failure is charged to the right check (device, compile, run).
+    """
+    stage["at"] = "device"
+    out: Dict[str, Any] = {"device": _device_info(cp, device)}
+    stage["at"] = "compile"
+    t = time.perf_counter()
+    kernels = _Kernels(cp, np)
+    out["compile_s"] = round(time.perf_counter() - t, 4)
+    stage["at"] = "run"
+    out["correctness"] = prove_correct(cp, np, kernels)
+    out["perf"] = time_kernels(cp, kernels, sizes, repeats)
     return out
 
 
