@@ -348,3 +348,41 @@ def test_two_gpus_of_a_host_are_two_rows_and_a_bad_link_warns_only_its_own() -> 
     assert (first.index, first.status, first.checks_passed, first.cublas_gflops) == (0, "ok", 2, 51400.0)
     assert (second.index, second.status, second.bus_id) == (1, "warning", "0000:00:07.0")
     assert second.notes[0].startswith("pcie_link: Gen3 x4 where Gen5 x16 is possible")
+
+
+def test_two_gpus_seen_by_cuda_are_each_proved_and_a_hidden_third_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FakeCupy with two devices; nvidia-smi -q edited to list three GPUs (the captured H200's section
+    copied under two more bus ids), the third hidden from CUDA as CUDA_VISIBLE_DEVICES would hide it."""
+    q = capture("nvidia-smi-q.txt")
+    head, section = q.split("GPU 00000000:00:06.0\n", 1)
+    three = head + "".join(f"GPU 00000000:00:{slot}.0\n" + section.replace(
+        "GPU-78f3a913", f"GPU-{slot}f3a913") for slot in ("06", "07", "08"))
+    (tmp_path / "q.txt").write_text(three)
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f'#!/bin/sh\ncase "$1" in --query-gpu=*) exit 0;; *) cat {tmp_path / "q.txt"};; esac\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    cp = fake_cupy()
+    buses = {0: "0000:00:06.0", 1: "0000:00:07.0"}
+    cp.cuda.runtime.getDeviceProperties = lambda i: {"name": b"NVIDIA H200", "major": 9, "minor": 0}
+    cp.cuda.runtime.getDeviceCount = lambda: 2
+    cp.cuda.runtime.deviceCanAccessPeer = lambda i, j: 1
+    cp.cuda.Device = lambda i: type("D", (), {"use": lambda self: None, "pci_bus_id": buses[i]})()
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", None)  # no NCCL in FakeCupy: the all-reduce must say so
+
+    result, _code = verify.verify(verify.parse_args(["--json", "--sizes", "64", "--no-rust"]))
+
+    assert [d["device"]["pci_bus_id"] for d in result["devices"]] == ["0000:00:06.0", "0000:00:07.0"]
+    assert [d["device"]["uuid"][:6] for d in result["devices"]] == ["GPU-06", "GPU-07"]
+    ecc = [c["gpu"] for c in result["checks"] if c["name"] == "ecc"]
+    assert ecc == [0, 1]  # 0000:00:08.0 is not CUDA's to test here
+    multi = result["multi_gpu"]
+    assert multi["peer_access"] == [[None, True], [True, None]]
+    assert "error" in multi["peer_bandwidth"] and "error" in multi["all_reduce"]  # reported, not raised
+    lines = {c["name"]: c for c in result["checks"] if c["name"] in ("peer_access", "nccl_all_reduce")}
+    assert lines["peer_access"]["ok"] is True and lines["nccl_all_reduce"]["ok"] is False
+    rows = gpu_rows_from_results([("box", result)])
+    assert [(r.index, r.bus_id) for r in rows] == [(0, "0000:00:06.0"), (1, "0000:00:07.0")]
