@@ -1500,17 +1500,8 @@ def burn_check(index: int, burn: Dict[str, Any]) -> Check:
                  "temperature and heatsink, the power cables and the power limit (`nvidia-smi -q -d POWER`).")
 
 
-def burn_in(cp: Any, np: Any, devices: Sequence[int], seconds: float, smi: Optional[str],
-            n: int = 8192) -> Dict[int, Dict[str, Any]]:
-    """Keep cuBLAS busy on every device for `seconds`, nvidia-smi sampling each second; per device results."""
-    sampler = Probe([smi, "--query-gpu=" + BURN_QUERY, "--format=csv,noheader,nounits", "-lms", "1000"],
-                    timeout=seconds + 30) if smi else None
-    work = {}
-    for dev in devices:
-        with cp.cuda.Device(dev):
-            a = cp.asarray(np.full((n, n), 0.5, dtype=np.float32))  # a copy: no CuPy kernel to compile
-            work[dev] = {"a": a, "c": cp.empty_like(a), "events": [], "bus": cp.cuda.Device(dev).pci_bus_id}
-    per_batch = 8
+def _burn_loop(cp: Any, work: Dict[int, Dict[str, Any]], seconds: float, per_batch: int) -> None:
+    """Batches of cuBLAS calls queued on every device in turn, each batch timed by a pair of events."""
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for dev, w in work.items():
@@ -1523,10 +1514,27 @@ def burn_in(cp: Any, np: Any, devices: Sequence[int], seconds: float, smi: Optio
                 w["events"].append((start, end))
         for w in work.values():
             w["events"][-1][1].synchronize()
-    samples: Dict[str, List[Dict[str, Any]]] = {}
-    if sampler is not None and sampler.proc is not None:
-        sampler.proc.terminate()
-        samples = parse_burn_samples(sampler.result()[1])
+
+
+def burn_in(cp: Any, np: Any, devices: Sequence[int], seconds: float, smi: Optional[str],
+            n: int = 8192) -> Dict[int, Dict[str, Any]]:
+    """Keep cuBLAS busy on every device for `seconds`, nvidia-smi sampling each second; per device results."""
+    sampler = Probe([smi, "--query-gpu=" + BURN_QUERY, "--format=csv,noheader,nounits", "-lms", "1000"],
+                    timeout=seconds + 30) if smi else None
+    work = {}
+    for dev in devices:
+        with cp.cuda.Device(dev):
+            a = cp.asarray(np.full((n, n), 0.5, dtype=np.float32))  # a copy: no CuPy kernel to compile
+            work[dev] = {"a": a, "c": cp.empty_like(a), "events": [], "bus": cp.cuda.Device(dev).pci_bus_id}
+    per_batch = 8
+    t0 = time.perf_counter()
+    try:
+        _burn_loop(cp, work, seconds, per_batch)
+    finally:
+        samples: Dict[str, List[Dict[str, Any]]] = {}
+        if sampler is not None and sampler.proc is not None:
+            sampler.proc.terminate()
+            samples = parse_burn_samples(sampler.result()[1])
     out = {}
     flop = 2.0 * n ** 3 * per_batch
     for dev, w in work.items():

@@ -386,3 +386,41 @@ def test_two_gpus_seen_by_cuda_are_each_proved_and_a_hidden_third_is_left_out(
     assert lines["peer_access"]["ok"] is True and lines["nccl_all_reduce"]["ok"] is False
     rows = gpu_rows_from_results([("box", result)])
     assert [(r.index, r.bus_id) for r in rows] == [(0, "0000:00:06.0"), (1, "0000:00:07.0")]
+
+
+class _FakeDevice:
+    """cupy.cuda.Device for FakeCupy: a context manager with the captured H200's bus id."""
+
+    pci_bus_id = "0000:00:06.0"
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def use(self) -> None:
+        pass
+
+    def __enter__(self) -> _FakeDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_the_burn_in_loop_samples_and_judges_each_gpu(tmp_path: Path) -> None:
+    """burn_in's plumbing on FakeCupy (NumPy matmuls on the CPU) with a fake `nvidia-smi -lms` printing
+    lines in the captured query's format; the figures are the fake's, the verdict logic is the real one."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\nwhile true; do echo "0, 00000000:00:06.0, 1980, 1980, 61, 650.0, 700.00, '
+                   '0x0000000000000000"; sleep 0.2; done\n')
+    smi.chmod(0o755)
+    cp = fake_cupy()
+    cp.empty_like = numpy.empty_like
+    cp.cuda.Device = _FakeDevice
+    burns = verify.burn_in(cp, numpy, [0], 1.0, str(smi), n=512)
+    burn = burns[0]
+    assert burn["samples"] >= 2 and burn["clock_sm_median_mhz"] == 1980 and burn["temperature_max_c"] == 61
+    assert burn["tflops"] > 0 and burn["problems"] == [] and burn["seconds"] >= 1.0
+    assert verify.burn_check(0, burn)["ok"] is True
+    no_sampler = verify.burn_in(cp, numpy, [0], 0.2, None, n=512)[0]
+    assert no_sampler["samples"] == 0 and no_sampler["clock_sm_median_mhz"] is None  # no nvidia-smi: no samples
+    assert no_sampler["problems"] == [] and no_sampler["tflops_first"] >= 0
