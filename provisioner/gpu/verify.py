@@ -1478,8 +1478,8 @@ def analyse_burn(samples: List[Dict[str, Any]], seconds: float, tflops_first: fl
     if tflops_first and tflops_last < SAG_FRACTION * tflops_first:
         problems.append(f"throughput sags: {tflops_first:.1f} TFLOP/s first, {tflops_last:.1f} later")
     return {
-        "seconds": round(seconds, 1), "samples": len(samples), "tflops": round(tflops, 2),
-        "tflops_first": round(tflops_first, 2), "tflops_last": round(tflops_last, 2),
+        "seconds": round(seconds, 1), "samples": len(samples), "tflops": round(tflops, 3),
+        "tflops_first": round(tflops_first, 3), "tflops_last": round(tflops_last, 3),
         "clock_sm_median_mhz": statistics.median(clocks) if clocks else None, "clock_sm_min_mhz": min(clocks, default=None),
         "clock_max_sm_mhz": top, "temperature_max_c": max(temps, default=None),
         "power_max_w": max(power, default=None), "reasons_seen": seen, "problems": problems,

