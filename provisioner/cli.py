@@ -64,9 +64,16 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("-D", "--diff", action="store_true", help="show what changes in files")
             sp.add_argument("--report", help="write the whole run as JSON to this file")
             sp.add_argument("-q", "--quiet", action="store_true", help="only the recap")
+            sp.add_argument("--html", metavar="FILE", help="write the GPU fleet page (needs the `report` extra)")
+            sp.add_argument("--history", metavar="DB", help="the GPU history file (default: "
+                            "$PROVISION_HISTORY or $XDG_STATE_HOME/provision/history.sqlite)")
             _listing_options(sp)
     sp = sub.add_parser("init", help="write a starter lab (inventory, lab.yml, group_vars) into a new directory")
     sp.add_argument("directory")
+    sp = sub.add_parser("report", help="write the GPU fleet page (HTML) from a --report JSON")
+    sp.add_argument("--from", dest="from_report", required=True, metavar="RUN.json", help="a `apply --report` file")
+    sp.add_argument("--history", metavar="DB", help="the GPU history file, for a history line per GPU")
+    sp.add_argument("-o", "--output", required=True, metavar="FILE.html")
     sp = sub.add_parser("facts", help="print hosts' facts as JSON")
     sp.add_argument("hosts", nargs="*", default=["all"])
     common(sp)
@@ -126,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init(Path(args.directory))
+    if args.command == "report":
+        return _report(args)
     from provisioner import vault
     from provisioner.executor.context import RunOptions
     from provisioner.executor.fake_facts import load_facts_file
@@ -210,9 +219,55 @@ def _apply(args: argparse.Namespace, playbook: Any, inventory: Any, options: Any
     print_summaries(runner.results, lambda: output.console)
     if options.report_path:
         write_report(options.report_path, runner, elapsed)
+    _gpu_history_and_page(args, runner, elapsed, output.console)
     if runner.interrupted.is_set():
         return 130
     return 0 if ok else 1
+
+
+def _gpu_history_and_page(args: argparse.Namespace, runner: Any, elapsed: float, console: Any) -> None:
+    """Record the GPU results in the history (not in check mode) and write the fleet page if asked."""
+    import sqlite3
+
+    from provisioner.output.summary import gpu_results
+
+    found = gpu_results(runner.results)
+    flags: list[str] = []
+    if found and not runner.options.check:
+        from provisioner.output.history import default_path, record_results
+        path = Path(args.history) if args.history else default_path()
+        try:
+            flags = record_results(path, [(h, d["gpu_verify"]) for h, d in found], time.time())
+        except (OSError, sqlite3.Error) as exc:  # costs the history, not the run
+            console.print(f"GPU history not recorded in {path}: {type(exc).__name__}: {exc}", markup=False)
+        for flag in flags:
+            console.print(f"GPU history: {flag}", markup=False, style="red")
+    if args.html:
+        from provisioner.output.fleet_page import write_page
+        from provisioner.output.report import build_report
+        history = Path(args.history) if args.history else None
+        if history is None and found:
+            from provisioner.output.history import default_path
+            history = default_path()
+        report = json.loads(json.dumps(build_report(runner, elapsed), default=str))
+        write_page(Path(args.html), report, history, flags)
+        console.print(f"GPU fleet page: {args.html}", markup=False)
+
+
+def _report(args: argparse.Namespace) -> int:
+    """`provision report --from run.json [--history DB] -o fleet.html`."""
+    from provisioner.output.fleet_page import load_report, write_page
+
+    source = Path(args.from_report)
+    if not source.is_file():
+        raise UserError("report file not found", Position(str(source)))
+    try:
+        report = load_report(source)
+    except ValueError as exc:
+        raise UserError(f"not a JSON report: {exc}", Position(str(source))) from None
+    write_page(Path(args.output), report, Path(args.history) if args.history else None)
+    print(f"wrote {args.output}")
+    return 0
 
 
 def _init(directory: Path) -> int:

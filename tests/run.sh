@@ -17,6 +17,7 @@ tools=(
   "ssh-keygen openssh-client"
   "gpg gpg"                          # keys for apt_key / deb822_repository tests
   "apt-get apt" "dpkg-query dpkg"    # the apt / package module tests act on this machine
+  "chromium chromium"                # the fleet page opened in a real browser (tests/unit/test_fleet_page.py)
 )
 need=()
 for entry in "${tools[@]}"; do
@@ -34,7 +35,7 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
 fi
 # this checkout, with the test extras, unless it is already what python imports
-here=$(python3 -c 'import os, provisioner, pytest, testinfra, numpy; print(os.path.dirname(os.path.dirname(provisioner.__file__)))' 2>/dev/null || true)
+here=$(python3 -c 'import os, provisioner, pytest, testinfra, numpy, matplotlib; print(os.path.dirname(os.path.dirname(provisioner.__file__)))' 2>/dev/null || true)
 [ "$here" = "$PWD" ] || python3 -m pip install -q -e '.[test]'
 start=$(date +%s)
 status=0

@@ -773,86 +773,78 @@ def _perf_row(kernel: str, n: int, ms: float, calls: int, **extra: Any) -> Dict[
     return row
 
 
-def run_gpu(
-    cp: Any, np: Any, sizes: Sequence[int], repeats: Optional[int], device: int, stage: Dict[str, str]
-) -> Dict[str, Any]:
-    """Compile, prove correct and time the chapter's kernel, a tiled one and cuBLAS on one device.
+class _Kernels:
+    """The compiled module's three functions on the current device, launched with the chapter's geometry."""
 
-    `stage` records how far it got, so a failure is charged to the right check (device, compile, run).
-    """
-    out: Dict[str, Any] = {"perf": []}
-    stage["at"] = "device"
+    def __init__(self, cp: Any, np: Any) -> None:
+        self.cp, self.np = cp, np
+        module = cp.RawModule(code=KERNELS_SRC)
+        self.naive_fn = module.get_function("matmul")  # NVRTC runs here (or CuPy's on-disk cache answers)
+        self.tiled_fn = module.get_function("matmul_tiled")
+        self.fill_fn = module.get_function("fill")
+
+    def filled(self, n: int, value: float) -> Any:
+        # Only our module and cuBLAS run on the GPU: each CuPy elementwise kernel would be one more NVRTC
+        # compile on a fresh host's first run.
+        x = self.cp.empty((n, n), dtype=self.cp.float32)
+        self.fill_fn(((x.size + 255) // 256,), (256,), (x, self.np.float32(value), self.np.int64(x.size)))
+        return x
+
+    def _dims(self, a: Any, b: Any) -> Tuple[int, int, int]:
+        return a.shape[0], b.shape[1], a.shape[1]
+
+    def naive(self, a: Any, b: Any, c: Any) -> None:
+        m, n, k = self._dims(a, b)
+        i32 = self.np.int32
+        self.naive_fn(((n + 15) // 16, (m + 15) // 16), (16, 16), (a, b, c, i32(m), i32(n), i32(k)))
+
+    def tiled(self, a: Any, b: Any, c: Any) -> None:
+        m, n, k = self._dims(a, b)
+        i32 = self.np.int32
+        self.tiled_fn(((n + 31) // 32, (m + 31) // 32), (32, 32), (a, b, c, i32(m), i32(n), i32(k)))
+
+    def cublas(self, a: Any, b: Any, c: Any) -> None:
+        self.cp.matmul(a, b, out=c)
+
+
+def _device_info(cp: Any, device: int) -> Dict[str, Any]:
     dev = cp.cuda.Device(device)
     dev.use()
     props = cp.cuda.runtime.getDeviceProperties(device)
     name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     free, total = cp.cuda.runtime.memGetInfo()
-    out["device"] = {
-        "index": device,
-        "name": name,
-        "compute_capability": f"{props['major']}.{props['minor']}",
-        "multiprocessors": props.get("multiProcessorCount"),
-        "memory_total_mib": total // 2**20,
-        "memory_free_mib": free // 2**20,
-    }
+    return {"index": device, "name": name, "compute_capability": f"{props['major']}.{props['minor']}",
+            "multiprocessors": props.get("multiProcessorCount"), "memory_total_mib": total // 2**20,
+            "memory_free_mib": free // 2**20}
 
-    stage["at"] = "compile"
-    t = time.perf_counter()
-    module = cp.RawModule(code=KERNELS_SRC)
-    naive_fn = module.get_function("matmul")  # NVRTC runs here (or CuPy's on-disk cache answers)
-    tiled_fn = module.get_function("matmul_tiled")
-    fill_fn = module.get_function("fill")
-    out["compile_s"] = round(time.perf_counter() - t, 4)
-    stage["at"] = "run"
 
-    # Only our module and cuBLAS run on the GPU; comparisons happen in NumPy on the host. Each CuPy
-    # elementwise or reduction kernel would be one more NVRTC compile on a fresh host's first run.
-    def filled(n: int, value: float) -> Any:
-        x = cp.empty((n, n), dtype=cp.float32)
-        fill_fn(((x.size + 255) // 256,), (256,), (x, np.float32(value), np.int64(x.size)))
-        return x
-
-    def naive(a: Any, b: Any, c: Any) -> None:
-        m, k = a.shape
-        n = b.shape[1]
-        naive_fn(((n + 15) // 16, (m + 15) // 16), (16, 16), (a, b, c, np.int32(m), np.int32(n), np.int32(k)))
-
-    def tiled(a: Any, b: Any, c: Any) -> None:
-        m, k = a.shape
-        n = b.shape[1]
-        tiled_fn(((n + 31) // 32, (m + 31) // 32), (32, 32), (a, b, c, np.int32(m), np.int32(n), np.int32(k)))
-
-    def cublas(a: Any, b: Any, c: Any) -> None:
-        cp.matmul(a, b, out=c)
-
-    def rel_err(x: Any, ref: Any) -> float:
-        return float(np.linalg.norm(x.astype(np.float64) - ref) / np.linalg.norm(ref))
-
-    # The chapter's proof: ones times twos, every element of C exactly 2 * 1024.
+def prove_correct(cp: Any, np: Any, k: _Kernels) -> Dict[str, Any]:
+    """The chapter's proof (ones x twos: every element exactly 2 * 1024), then random inputs against cuBLAS
+    in fp32 (TF32 forced off before import) and a float64 reference; comparisons in NumPy on the host."""
     n = 1024
-    a, b = filled(n, 1.0), filled(n, 2.0)
+    a, b = k.filled(n, 1.0), k.filled(n, 2.0)
     c = cp.empty((n, n), dtype=cp.float32)
-    naive(a, b, c)
+    k.naive(a, b, c)
     mismatches = int(np.count_nonzero(cp.asnumpy(c) != 2.0 * n))
-    tiled(a, b, c)
+    k.tiled(a, b, c)
     tiled_mismatches = int(np.count_nonzero(cp.asnumpy(c) != 2.0 * n))
-
-    # Random inputs against cuBLAS in fp32 (TF32 forced off before import) and a float64 reference.
     rng = np.random.default_rng(0)
     a_host = rng.random((n, n), dtype=np.float32) * 2 - 1
     b_host = rng.random((n, n), dtype=np.float32) * 2 - 1
     a, b = cp.asarray(a_host), cp.asarray(b_host)
     ref = cp.empty((n, n), dtype=cp.float32)
-    cublas(a, b, ref)
-    naive(a, b, c)
+    k.cublas(a, b, ref)
+    k.naive(a, b, c)
     c_tiled = cp.empty((n, n), dtype=cp.float32)
-    tiled(a, b, c_tiled)
-    ref64 = cp.asnumpy(
-        cp.matmul(cp.asarray(a_host.astype(np.float64)), cp.asarray(b_host.astype(np.float64)))
-    )
+    k.tiled(a, b, c_tiled)
+    ref64 = cp.asnumpy(cp.matmul(cp.asarray(a_host.astype(np.float64)), cp.asarray(b_host.astype(np.float64))))
     ref_host, c_host = cp.asnumpy(ref), cp.asnumpy(c)
     ref_host64 = ref_host.astype(np.float64)
-    out["correctness"] = {
+
+    def rel_err(x: Any, want: Any) -> float:
+        return float(np.linalg.norm(x.astype(np.float64) - want) / np.linalg.norm(want))
+
+    return {
         "exact_2048": mismatches == 0,
         "mismatches": mismatches,
         "tiled_mismatches": tiled_mismatches,
@@ -862,16 +854,38 @@ def run_gpu(
         "cublas_rel_err_vs_fp64": rel_err(ref_host, ref64),
         "cublas_compute_type": _cublas_compute_type(np),
     }
-    del a, b, c, c_tiled, ref
 
+
+def time_kernels(cp: Any, k: _Kernels, sizes: Sequence[int], repeats: Optional[int]) -> List[Dict[str, Any]]:
+    """Median ms of each kernel at each size (inputs 0.5 and 0.25, filled on the GPU)."""
+    rows = []
     for n in sizes:
-        a, b = filled(n, 0.5), filled(n, 0.25)
+        a, b = k.filled(n, 0.5), k.filled(n, 0.25)
         c = cp.empty((n, n), dtype=cp.float32)
-        for kernel, fn in (("naive", naive), ("tiled", tiled), ("cublas", cublas)):
+        for kernel, fn in (("naive", k.naive), ("tiled", k.tiled), ("cublas", k.cublas)):
             ms, calls = _time_gpu(cp, fn, (a, b, c), repeats)
-            out["perf"].append(_perf_row(kernel, n, ms, calls))
+            rows.append(_perf_row(kernel, n, ms, calls))
         del a, b, c
         cp.get_default_memory_pool().free_all_blocks()
+    return rows
+
+
+def run_gpu(
+    cp: Any, np: Any, sizes: Sequence[int], repeats: Optional[int], device: int, stage: Dict[str, str]
+) -> Dict[str, Any]:
+    """Compile, prove correct and time the chapter's kernel, a tiled one and cuBLAS on one device.
+
+    `stage` records how far it got, so a failure is charged to the right check (device, compile, run).
+    """
+    stage["at"] = "device"
+    out: Dict[str, Any] = {"device": _device_info(cp, device)}
+    stage["at"] = "compile"
+    t = time.perf_counter()
+    kernels = _Kernels(cp, np)
+    out["compile_s"] = round(time.perf_counter() - t, 4)
+    stage["at"] = "run"
+    out["correctness"] = prove_correct(cp, np, kernels)
+    out["perf"] = time_kernels(cp, kernels, sizes, repeats)
     return out
 
 
@@ -944,6 +958,596 @@ def rust_benchmark(rustc: str, rustc_banner: str, n: int = 1024, budget_ms: floa
 
 
 # --------------------------------------------------------------------------------------------------
+# Health: nvidia-smi -q, the kernel log (Xid), PCIe links, clock event reasons (pure, tested from captures)
+# --------------------------------------------------------------------------------------------------
+
+_SMI_Q_LINE = re.compile(r"^(\s*)(\S.*?)\s+:\s?(.*)$")
+
+
+def parse_smi_tree(text: str) -> Dict[str, Any]:
+    """`nvidia-smi -q` as nested dicts by indentation: {'GPU 00000000:00:06.0': {'Product Name': ...}}."""
+    root: Dict[str, Any] = {}
+    stack: List[Tuple[int, Dict[str, Any]]] = [(-1, root)]
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith(("=", "$")):
+            continue
+        m = _SMI_Q_LINE.match(line)
+        indent = len(line) - len(line.lstrip())
+        while stack[-1][0] >= indent:
+            stack.pop()
+        parent = stack[-1][1]
+        if m:
+            parent[m.group(2).strip()] = m.group(3).strip()
+        else:
+            child: Dict[str, Any] = {}
+            parent[line.strip()] = child
+            stack.append((indent, child))
+    return root
+
+
+def normalize_bus_id(bus_id: Optional[str]) -> Optional[str]:
+    """'00000000:3B:00.0' (nvidia-smi), '0000:3b:00.0' (sysfs, CuPy) → '0000:3b:00.0'."""
+    if not bus_id:
+        return None
+    m = re.match(r"^(?:([0-9a-fA-F]+):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$", bus_id.strip())
+    if not m:
+        return bus_id.strip().lower()
+    domain = int(m.group(1) or "0", 16)
+    return f"{domain:04x}:{int(m.group(2), 16):02x}:{int(m.group(3), 16):02x}.{m.group(4)}"
+
+
+def _num(value: Any) -> Optional[float]:
+    m = re.match(r"^\s*(-?\d+(?:\.\d+)?)", str(value)) if value is not None else None
+    return float(m.group(1)) if m else None
+
+
+def _int(value: Any) -> Optional[int]:
+    number = _num(value)
+    return int(number) if number is not None else None
+
+
+def _sub(tree: Dict[str, Any], *path: str) -> Dict[str, Any]:
+    for key in path:
+        tree = tree.get(key) if isinstance(tree.get(key), dict) else {}  # type: ignore[assignment]
+    return tree
+
+
+def _counts(section: Dict[str, Any]) -> Dict[str, Optional[int]]:
+    return {k.lower().replace(" ", "_").replace("-", "_"): _int(v) for k, v in section.items() if not isinstance(v, dict)}
+
+
+def _active(section: Dict[str, Any]) -> List[str]:
+    """Names whose value is 'Active' anywhere in a (nested) section of clock event reasons."""
+    found = []
+    for key, value in section.items():
+        if isinstance(value, dict):
+            found += _active(value)
+        elif value == "Active":
+            found.append(key)
+    return found
+
+
+def gpu_health_from_smi_q(text: str) -> List[Dict[str, Any]]:
+    """Per GPU in `nvidia-smi -q`: ids, PCIe link, clocks, clock event reasons, ECC, retired/remapped pages."""
+    gpus = []
+    for key, gpu in parse_smi_tree(text).items():
+        if not key.startswith("GPU ") or not isinstance(gpu, dict):
+            continue
+        link = _sub(gpu, "PCI", "GPU Link Info")
+        ecc_errors = _sub(gpu, "ECC Errors")
+        remapped = _sub(gpu, "Remapped Rows")
+        retired = _sub(gpu, "Retired Pages")
+        gpus.append({
+            "bus_id": normalize_bus_id(key[4:]),
+            "name": gpu.get("Product Name"),
+            "uuid": gpu.get("GPU UUID"),
+            "minor": _int(gpu.get("Minor Number")),
+            "link": {
+                "gen_current": _int(_sub(link, "PCIe Generation").get("Current")),
+                "gen_max": _int(_sub(link, "PCIe Generation").get("Max")),
+                "width_current": _int(_sub(link, "Link Width").get("Current")),
+                "width_max": _int(_sub(link, "Link Width").get("Max")),
+            },
+            "clock_sm_mhz": _int(_sub(gpu, "Clocks").get("SM")),
+            "clock_max_sm_mhz": _int(_sub(gpu, "Max Clocks").get("SM")),
+            "clock_events_active": _active(_sub(gpu, "Clocks Event Reasons") or _sub(gpu, "Clocks Throttle Reasons")),
+            "temperature_c": _int(_sub(gpu, "Temperature").get("GPU Current Temp")),
+            "power_draw_w": _num(_sub(gpu, "GPU Power Readings").get("Average Power Draw")
+                                 or _sub(gpu, "GPU Power Readings").get("Power Draw")),
+            "power_limit_w": _num(_sub(gpu, "GPU Power Readings").get("Current Power Limit")),
+            "ecc_mode": _sub(gpu, "ECC Mode").get("Current"),
+            "ecc_volatile": _counts(_sub(ecc_errors, "Volatile")),
+            "ecc_aggregate": _counts(_sub(ecc_errors, "Aggregate")),
+            "remapped_rows": {k: v for k, v in remapped.items() if not isinstance(v, dict)},
+            "retired_pages": {k: v for k, v in retired.items() if not isinstance(v, dict)},
+        })
+    return gpus
+
+
+# PCIe: GT/s per lane and line-code efficiency; Gen6's FLIT mode carries 242 payload bytes of 256.
+PCIE_GT_S = {1: 2.5, 2: 5.0, 3: 8.0, 4: 16.0, 5: 32.0, 6: 64.0}
+
+
+def pcie_gen_from_speed(speed: str) -> Optional[int]:
+    """sysfs current_link_speed '32.0 GT/s PCIe' → 5."""
+    gt = _num(speed)
+    for gen, rate in PCIE_GT_S.items():
+        if gt is not None and abs(gt - rate) < 0.1:
+            return gen
+    return None
+
+
+def pcie_gbs(gen: Optional[int], width: Optional[int]) -> Optional[float]:
+    """What a link carries one way in GB/s before protocol overhead: Gen5 x16 = 63.0."""
+    if gen not in PCIE_GT_S or not width:
+        return None
+    code = 0.8 if gen <= 2 else (242 / 256 if gen >= 6 else 128 / 130)
+    return round(PCIE_GT_S[gen] * width * code / 8, 2)
+
+
+def read_sysfs_link(bus_id: Optional[str], root: str = "/sys/bus/pci/devices") -> Dict[str, Optional[int]]:
+    """The link as the kernel sees it now (read right after a transfer: idle GPUs drop to a lower gen)."""
+    out: Dict[str, Optional[int]] = {}
+    for key, name in (("gen_current", "current_link_speed"), ("gen_max", "max_link_speed"),
+                      ("width_current", "current_link_width"), ("width_max", "max_link_width")):
+        try:
+            raw = Path(root, bus_id or "-", name).read_text().strip()
+        except OSError:
+            out[key] = None
+            continue
+        out[key] = pcie_gen_from_speed(raw) if key.startswith("gen") else _int(raw)
+    return out
+
+
+def link_name(gen: Optional[int], width: Optional[int]) -> str:
+    return f"Gen{gen if gen else '?'} x{width if width else '?'}"
+
+
+LINK_FRACTION = 0.5  # pinned copies reach 80-90% of a healthy link; below half something is wrong
+
+
+def link_check(index: int, bandwidth: Dict[str, Any], link: Dict[str, Optional[int]]) -> Check:
+    """Pinned H2D/D2H against what the link allows; a link below its maximum is named ('Gen3 x4 where ...')."""
+    best = max(bandwidth.get("h2d_gbs") or 0.0, bandwidth.get("d2h_gbs") or 0.0)
+    cur_gen, cur_w = link.get("gen_current"), link.get("width_current")
+    max_gen, max_w = link.get("gen_max") or cur_gen, link.get("width_max") or cur_w
+    possible = pcie_gbs(max_gen, max_w)
+    figures = f"H2D {bandwidth.get('h2d_gbs')} GB/s, D2H {bandwidth.get('d2h_gbs')} GB/s (pinned)"
+    if possible is None or not best:
+        return check("pcie_link", None, f"GPU {index}: {figures}; link {link_name(cur_gen, cur_w)} unknown")
+    if best >= LINK_FRACTION * possible:
+        return check("pcie_link", True, f"GPU {index}: {figures} of {possible} GB/s for {link_name(max_gen, max_w)}")
+    degraded = (cur_w or 0) < (max_w or 0) or (cur_gen or 0) < (max_gen or 0)
+    if degraded:
+        allows = pcie_gbs(cur_gen, cur_w)
+        return check(
+            "pcie_link", False,
+            f"GPU {index}: {link_name(cur_gen, cur_w)} where {link_name(max_gen, max_w)} is possible: {figures}, "
+            f"the link allows {allows} GB/s of {possible}",
+            "Move the card to a full x16 slot wired to the CPU, reseat it and its riser, and set the slot to "
+            "Gen5/Auto in the BIOS; `nvidia-smi -q | grep -A8 'GPU Link Info'` must show Current = Max.",
+        )
+    return check(
+        "pcie_link", False,
+        f"GPU {index}: {figures}, less than {LINK_FRACTION:.0%} of {possible} GB/s for {link_name(max_gen, max_w)}",
+        "The link trains fully but copies are slow: check the CPU/NUMA affinity (`nvidia-smi topo -m`), "
+        "IOMMU settings (iommu=pt), and other traffic on the same switch.",
+    )
+
+
+MEM_BAND = (0.7, 1.15)  # a copy within 70-115% of the model's measured figure is healthy
+
+
+def memory_check(index: int, bandwidth: Dict[str, Any], expected: Optional[Dict[str, Any]]) -> Check:
+    """Device-to-device copy bandwidth (bytes read + bytes written per second) against the model's figure."""
+    got = bandwidth.get("d2d_gbs")
+    want = (expected or {}).get("memory_copy_gbs")
+    if got is None:
+        return check("memory_bw", None, f"GPU {index}: not measured ({bandwidth.get('error', '?')})")
+    if not want:
+        return check("memory_bw", None, f"GPU {index}: device copy {got:.0f} GB/s (read+write); model has no figure")
+    low, high = MEM_BAND[0] * want, MEM_BAND[1] * want
+    detail = (f"GPU {index}: device copy {got:.0f} GB/s (read+write) vs {want:.0f} expected "
+              f"(band {low:.0f}-{high:.0f})")
+    return check("memory_bw", got >= low, detail,
+                 "Memory runs slow: check memory clocks (`nvidia-smi -q -d CLOCK`), throttling, ECC/remap "
+                 "state, and that no other job shares the GPU.")
+
+
+# Xid codes that point at the hardware or its environment (NVIDIA's Xid catalogue), with what to do.
+XID_MEANING = {
+    13: ("graphics engine exception", "usually the application; if it repeats across jobs, run dcgmi diag -r 3"),
+    31: ("GPU memory page fault", "usually an application bug; repeated with many programs: check the driver"),
+    43: ("GPU stopped processing", "usually the application; reset the GPU if it persists"),
+    45: ("preemptive cleanup", "follows another error: read the Xid before it"),
+    48: ("double-bit ECC error", "reset the GPU (nvidia-smi -r) or reboot; repeated: RMA the card"),
+    61: ("internal micro-controller breakpoint", "reset the GPU; update the driver; repeated: RMA"),
+    62: ("internal micro-controller halt", "reset the GPU; update the driver; repeated: RMA"),
+    63: ("ECC page retirement or row remap recorded", "reboot or reset the GPU so the remap takes effect"),
+    64: ("ECC page retirement or row remap failed", "RMA the card: it ran out of spare rows"),
+    74: ("NVLink error", "reseat the NVLink bridge or check the baseboard; run dcgmi diag -r 3"),
+    79: ("GPU has fallen off the bus", "check power cables, seating, riser and PCIe slot; check the PSU"),
+    92: ("high single-bit ECC error rate", "watch the remapper; schedule an RMA if it keeps growing"),
+    94: ("contained ECC error", "restart the affected application; the GPU keeps running"),
+    95: ("uncontained ECC error", "reset the GPU (nvidia-smi -r) or reboot; repeated: RMA"),
+    119: ("GSP RPC timeout", "update the driver; reboot; if repeated, disable GSP firmware or RMA"),
+    120: ("GSP error", "update the driver; reboot; if repeated, RMA"),
+}
+_XID = re.compile(r"NVRM: Xid \(PCI:([0-9a-fA-F:.]+)\):\s*(\d+),?\s*(.*)")
+
+
+def parse_xid(text: str) -> List[Dict[str, Any]]:
+    """'NVRM: Xid (PCI:0000:3b:00): 79, pid=..., GPU has fallen off the bus.' → one entry per line."""
+    found = []
+    for line in text.splitlines():
+        m = _XID.search(line)
+        if m:
+            bus = m.group(1)
+            bus = bus if "." in bus else bus + ".0"
+            found.append({"bus_id": normalize_bus_id(bus), "xid": int(m.group(2)), "text": m.group(3).strip()[:200]})
+    return found
+
+
+def kernel_log_readable(rc: Optional[int], out: str, err: str) -> bool:
+    return rc == 0 and bool(out.strip()) and "not permitted" not in (out + err).lower()
+
+
+def xid_check(bus_id: Optional[str], index: int, xids: Optional[List[Dict[str, Any]]]) -> Check:
+    """One line per GPU: the Xid errors the kernel logged for its bus id since boot."""
+    if xids is None:
+        return check("xid", None, f"GPU {index}: kernel log not readable (dmesg/journalctl -k need root or "
+                                  "kernel.dmesg_restrict=0)")
+    mine = [x for x in xids if x["bus_id"] and bus_id and x["bus_id"][:10] == bus_id[:10]]
+    if not mine:
+        return check("xid", True, f"GPU {index}: no Xid errors in the kernel log since boot")
+    codes = sorted({x["xid"] for x in mine})
+    named = "; ".join(f"Xid {c}: {XID_MEANING.get(c, ('see NVIDIA Xid catalogue', ''))[0]}" for c in codes)
+    fixes = "; ".join(f"Xid {c}: {XID_MEANING[c][1]}" for c in codes if c in XID_MEANING)
+    return check("xid", False, f"GPU {index}: {len(mine)} Xid line(s) since boot: {named}",
+                 fixes or "Look the code up in NVIDIA's Xid catalogue; run dcgmi diag -r 3.")
+
+
+def ecc_check(index: int, health: Dict[str, Any]) -> Check:
+    """Uncorrectable ECC errors (volatile: since the driver loaded; aggregate: the card's lifetime) fail."""
+    if str(health.get("ecc_mode") or "").lower() in ("disabled", "n/a", ""):
+        return check("ecc", None, f"GPU {index}: ECC {health.get('ecc_mode') or 'not reported'}")
+    vol, agg = health.get("ecc_volatile") or {}, health.get("ecc_aggregate") or {}
+
+    def total(counts: Dict[str, Optional[int]], kind: str) -> int:
+        return sum(v or 0 for k, v in counts.items() if kind in k and not k.endswith("exceeded"))
+
+    unc_v, unc_a = total(vol, "uncorrectable"), total(agg, "uncorrectable")
+    cor_v, cor_a = total(vol, "correctable") - unc_v, total(agg, "correctable") - unc_a
+    detail = (f"GPU {index}: uncorrectable {unc_v} volatile / {unc_a} aggregate, "
+              f"correctable {cor_v} / {cor_a}")
+    return check("ecc", unc_v == 0 and unc_a == 0, detail,
+                 "Uncorrectable ECC errors: drain the GPU, reset it (`nvidia-smi -r`) or reboot so rows are "
+                 "remapped, then rerun; if the count grows again, RMA the card.")
+
+
+def remap_check(index: int, health: Dict[str, Any]) -> Check:
+    """Remapped rows (Ampere and later) or retired pages (older): pending work or a failed remap."""
+    rows, pages = health.get("remapped_rows") or {}, health.get("retired_pages") or {}
+    if rows and any(v not in ("N/A", None) for v in rows.values()):
+        pending = str(rows.get("Pending", "No")) == "Yes"
+        failed = str(rows.get("Remapping Failure Occurred", "No")) == "Yes"
+        detail = (f"GPU {index}: remapped rows {rows.get('Correctable Error', '?')} correctable, "
+                  f"{rows.get('Uncorrectable Error', '?')} uncorrectable; pending {rows.get('Pending', '?')}, "
+                  f"failure {rows.get('Remapping Failure Occurred', '?')}")
+        fix = ("A remap failed: the card has no spare rows left; RMA it." if failed else
+               "Row remaps are pending: reset the GPU (`nvidia-smi -r`, nothing running) or reboot.")
+        return check("remapped_rows", not (pending or failed), detail, fix)
+    if pages and any(v not in ("N/A", None) for v in pages.values()):
+        pending = str(pages.get("Pending Page Blacklist") or pages.get("Pending", "No")) == "Yes"
+        detail = (f"GPU {index}: retired pages {pages.get('Single Bit ECC', '?')} single-bit, "
+                  f"{pages.get('Double Bit ECC', '?')} double-bit; pending {'Yes' if pending else 'No'}")
+        return check("remapped_rows", not pending, detail, "Pages wait to be retired: reboot the host.")
+    return check("remapped_rows", None, f"GPU {index}: no row-remap or page-retirement data")
+
+
+THROTTLE_BITS = {
+    0x1: "Idle", 0x2: "Applications Clocks Setting", 0x4: "SW Power Cap", 0x8: "HW Slowdown",
+    0x10: "Sync Boost", 0x20: "SW Thermal Slowdown", 0x40: "HW Thermal Slowdown",
+    0x80: "HW Power Brake Slowdown", 0x100: "Display Clock Setting",
+}
+THERMAL = ("SW Thermal Slowdown", "HW Thermal Slowdown")
+POWER = ("SW Power Cap", "HW Power Brake Slowdown")
+HARDWARE = ("HW Slowdown",) + THERMAL + ("HW Power Brake Slowdown",)
+
+
+def throttle_names(mask: Any) -> List[str]:
+    """clocks_event_reasons.active '0x0000000000000044' → ['SW Power Cap', 'HW Thermal Slowdown']."""
+    try:
+        value = int(str(mask), 16) if str(mask).lower().startswith("0x") else int(mask)
+    except (TypeError, ValueError):
+        return []
+    return [name for bit, name in sorted(THROTTLE_BITS.items()) if value & bit]
+
+
+def clocks_check(index: int, health: Dict[str, Any]) -> Check:
+    """Clock event reasons now: thermal or hardware slowdown fails; an idle clock at rest is normal."""
+    active = health.get("clock_events_active") or []
+    sm, top = health.get("clock_sm_mhz"), health.get("clock_max_sm_mhz")
+    detail = f"GPU {index}: SM {sm} of {top} MHz, reasons: {', '.join(active) or 'none'}"
+    bad = [r for r in active if r in HARDWARE]
+    if bad:
+        return check("clocks", False, detail,
+                     "The GPU slows itself down: check airflow, fans and inlet temperature (thermal), the power "
+                     "cables and PSU (power brake); `nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER`.")
+    if "Idle" in active:
+        detail += " (idle clocks at rest are normal; the burn-in measures them under load)"
+    return check("clocks", True, detail)
+
+
+# --------------------------------------------------------------------------------------------------
+# Memory and links on the GPU (cupy only), multi-GPU paths, burn-in
+# --------------------------------------------------------------------------------------------------
+
+H2D, D2H, D2D = 1, 2, 3  # cudaMemcpyKind
+
+
+def _copy_gbs(cp: Any, dst: int, src: int, nbytes: int, kind: int, count: int, factor: int = 1) -> float:
+    """GB/s of `count` async copies timed with CUDA events; `factor` 2 counts a device copy's read and write."""
+    stream = cp.cuda.get_current_stream()
+    cp.cuda.runtime.memcpyAsync(dst, src, nbytes, kind, stream.ptr)  # warm-up
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    start.record()
+    for _ in range(count):
+        cp.cuda.runtime.memcpyAsync(dst, src, nbytes, kind, stream.ptr)
+    end.record()
+    end.synchronize()
+    ms = cp.cuda.get_elapsed_time(start, end)
+    return round(factor * nbytes * count / (ms * 1e-3) / 1e9, 1) if ms > 0 else 0.0
+
+
+def measure_bandwidth(cp: Any, device: int, d2d_mib: int = 512, host_mib: int = 128) -> Dict[str, Any]:
+    """Device-to-device copy (read+write counted) and pinned host<->device copies on one device."""
+    out: Dict[str, Any] = {"d2d_bytes_counted": "read+write", "d2d_mib": d2d_mib, "host_mib": host_mib}
+    try:
+        with cp.cuda.Device(device):
+            a = cp.cuda.alloc(d2d_mib << 20)
+            b = cp.cuda.alloc(d2d_mib << 20)
+            out["d2d_gbs"] = _copy_gbs(cp, b.ptr, a.ptr, d2d_mib << 20, D2D, 20, factor=2)
+            del a, b
+            pinned = cp.cuda.alloc_pinned_memory(host_mib << 20)
+            dev = cp.cuda.alloc(host_mib << 20)
+            out["h2d_gbs"] = _copy_gbs(cp, dev.ptr, pinned.ptr, host_mib << 20, H2D, 8)
+            out["d2h_gbs"] = _copy_gbs(cp, pinned.ptr, dev.ptr, host_mib << 20, D2H, 8)
+            del pinned, dev
+    except Exception as exc:  # a bandwidth figure must not cost the matmul proof
+        out["error"] = f"{type(exc).__name__}: {exc}"[:300]
+    return out
+
+
+def multi_gpu_skip_reason(devices: Sequence[int]) -> Optional[str]:
+    """Why the peer and NCCL paths do not run here, or None when they do."""
+    if len(devices) < 2:
+        return f"needs 2 or more GPUs; {len(devices)} visible to this run"
+    return None
+
+
+def peer_matrix(cp: Any, devices: Sequence[int]) -> List[List[Optional[bool]]]:
+    """can[i][j]: device i can read device j's memory directly (None on the diagonal)."""
+    return [[None if i == j else bool(cp.cuda.runtime.deviceCanAccessPeer(i, j)) for j in devices] for i in devices]
+
+
+def peer_bandwidth(cp: Any, devices: Sequence[int], mib: int = 256) -> List[Dict[str, Any]]:
+    """GB/s of a copy from each GPU to each other GPU (peer access enabled where the pair allows it)."""
+    rows = []
+    for src in devices:
+        for dst in devices:
+            if src == dst:
+                continue
+            with cp.cuda.Device(dst):
+                if cp.cuda.runtime.deviceCanAccessPeer(dst, src):
+                    try:
+                        cp.cuda.runtime.deviceEnablePeerAccess(src)
+                    except Exception:
+                        pass  # already enabled
+                dst_buf = cp.cuda.alloc(mib << 20)
+            with cp.cuda.Device(src):
+                src_buf = cp.cuda.alloc(mib << 20)
+                stream = cp.cuda.get_current_stream()
+                start, end = cp.cuda.Event(), cp.cuda.Event()
+                start.record()
+                for _ in range(5):
+                    cp.cuda.runtime.memcpyPeerAsync(dst_buf.ptr, dst, src_buf.ptr, src, mib << 20, stream.ptr)
+                end.record()
+                end.synchronize()
+                ms = cp.cuda.get_elapsed_time(start, end)
+            rows.append({"src": src, "dst": dst, "gbs": round(5 * (mib << 20) / (ms * 1e-3) / 1e9, 1)})
+    return rows
+
+
+def nccl_all_reduce(cp: Any, np: Any, devices: Sequence[int], count: int = 1 << 20) -> Dict[str, Any]:
+    """One communicator per device (ncclCommInitAll), rank r contributes r+1: every element must be the sum."""
+    from cupy.cuda import nccl
+
+    comms = nccl.NcclCommunicator.initAll(list(devices))
+    buffers = []
+    for rank, dev in enumerate(devices):
+        with cp.cuda.Device(dev):
+            buffers.append(cp.asarray(np.full(count, rank + 1, dtype=np.float32)))  # a copy, no kernel
+    t = time.perf_counter()
+    nccl.groupStart()
+    for comm, dev, buf in zip(comms, devices, buffers):
+        with cp.cuda.Device(dev):
+            comm.allReduce(buf.data.ptr, buf.data.ptr, count, nccl.NCCL_FLOAT32, nccl.NCCL_SUM,
+                           cp.cuda.get_current_stream().ptr)
+    nccl.groupEnd()
+    for dev in devices:
+        cp.cuda.Device(dev).synchronize()
+    ms = (time.perf_counter() - t) * 1000
+    want = len(devices) * (len(devices) + 1) / 2
+    wrong = sum(int(np.count_nonzero(cp.asnumpy(buf) != want)) for buf in buffers)
+    return {"ranks": len(devices), "elements": count, "expected": want, "wrong_elements": wrong,
+            "ms": round(ms, 3), "nccl": _nccl_version(nccl.get_version())}
+
+
+def _nccl_version(code: int) -> str:
+    """NCCL's integer version: 22809 → '2.28.9' (2.9 and later), 2708 → '2.7.8' (before)."""
+    if code >= 20900:
+        return f"{code // 10000}.{code % 10000 // 100}.{code % 100}"
+    return f"{code // 1000}.{code % 1000 // 100}.{code % 100}"
+
+
+def run_multi_gpu(cp: Any, np: Any, devices: Sequence[int]) -> Dict[str, Any]:
+    """Peer matrix, peer bandwidth and an NCCL all-reduce; each part's failure is reported, not raised."""
+    skip = multi_gpu_skip_reason(devices)
+    if skip:
+        return {"skipped": skip}
+    out: Dict[str, Any] = {"devices": list(devices)}
+    for key, fn in (("peer_access", lambda: peer_matrix(cp, devices)),
+                    ("peer_bandwidth", lambda: peer_bandwidth(cp, devices)),
+                    ("all_reduce", lambda: nccl_all_reduce(cp, np, devices))):
+        try:
+            out[key] = fn()
+        except Exception as exc:
+            out[key] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return out
+
+
+def multi_gpu_checks(multi: Dict[str, Any]) -> List[Check]:
+    """The checklist lines of the multi-GPU paths (not applicable, with the reason, on one GPU)."""
+    if multi.get("skipped"):
+        return [check("peer_access", None, "skipped: " + multi["skipped"]),
+                check("nccl_all_reduce", None, "skipped: " + multi["skipped"])]
+    lines = []
+    peer = multi.get("peer_access")
+    if isinstance(peer, list):
+        missing = [(i, j) for i, row in enumerate(peer) for j, ok in enumerate(row) if ok is False]
+        bw = multi.get("peer_bandwidth")
+        shown = ", ".join(f"{r['src']}->{r['dst']} {r['gbs']} GB/s" for r in bw) if isinstance(bw, list) else str(bw)
+        lines.append(check("peer_access", not missing, f"peer access {missing or 'all pairs'}; {shown}",
+                           "GPUs cannot reach each other directly: check `nvidia-smi topo -m`, ACS/IOMMU "
+                           "settings in the BIOS, and NVLink bridges."))
+    else:
+        lines.append(check("peer_access", False, f"peer access failed: {peer}"))
+    ar = multi.get("all_reduce") or {}
+    if "error" in ar:
+        lines.append(check("nccl_all_reduce", False, f"NCCL all-reduce failed: {ar['error']}",
+                           "Install NCCL for CuPy (`pip install nvidia-nccl-cu13`) and check "
+                           "NCCL_DEBUG=INFO output."))
+    else:
+        lines.append(check("nccl_all_reduce", ar.get("wrong_elements") == 0,
+                           f"NCCL {ar.get('nccl')} all-reduce over {ar.get('ranks')} GPUs: "
+                           f"{ar.get('wrong_elements')} of {ar.get('elements')} elements differ from "
+                           f"{ar.get('expected')} ({ar.get('ms')} ms)",
+                           "Wrong sums across GPUs: look for Xid/NVLink errors and run dcgmi diag -r 3."))
+    return lines
+
+
+BURN_QUERY = "index,pci.bus_id,clocks.sm,clocks.max.sm,temperature.gpu,power.draw,power.limit,clocks_event_reasons.active"
+
+
+def parse_burn_samples(text: str) -> Dict[str, List[Dict[str, Any]]]:
+    """Lines of `nvidia-smi --query-gpu=BURN_QUERY --format=csv,noheader,nounits -lms 1000` by bus id."""
+    by_bus: Dict[str, List[Dict[str, Any]]] = {}
+    for row in parse_nvidia_smi_query(text, BURN_QUERY.split(",")):
+        bus = normalize_bus_id(row.get("pci_bus_id"))
+        if bus:
+            row["reasons"] = throttle_names(row.get("clocks_event_reasons_active"))
+            by_bus.setdefault(bus, []).append(row)
+    return by_bus
+
+
+SAG_FRACTION = 0.9  # a clock under load below 90% of its first seconds' (or of its maximum) has sagged
+
+
+def analyse_burn(samples: List[Dict[str, Any]], seconds: float, tflops_first: float, tflops_last: float,
+                 tflops: float) -> Dict[str, Any]:
+    """What a burn-in showed for one GPU: throttling seen, clock sag, sustained TFLOP/s, and a verdict."""
+    loaded = [s for s in samples if "Idle" not in s.get("reasons", [])]
+    clocks = [s["clock_sm_mhz"] for s in loaded if isinstance(s.get("clock_sm_mhz"), (int, float))]
+    temps = [s["temperature_c"] for s in loaded if isinstance(s.get("temperature_c"), (int, float))]
+    power = [s["power_draw_w"] for s in loaded if isinstance(s.get("power_draw_w"), (int, float))]
+    top = next((s.get("clock_max_sm_mhz") for s in samples if s.get("clock_max_sm_mhz")), None)
+    seen = sorted({r for s in loaded for r in s.get("reasons", [])})
+    problems = []
+    thermal = [r for r in seen if r in THERMAL]
+    if thermal:
+        problems.append("thermal throttling (" + ", ".join(thermal) + ")")
+    if "HW Power Brake Slowdown" in seen or "HW Slowdown" in seen:
+        problems.append("hardware slowdown (" + ", ".join(r for r in seen if r.startswith("HW")) + ")")
+    quarter = max(1, len(clocks) // 4)
+    early, late = (statistics.median(clocks[:quarter]), statistics.median(clocks[-2 * quarter:])) if clocks else (0, 0)
+    if clocks and (late < SAG_FRACTION * early or (top and late < SAG_FRACTION * 0.9 * top)):
+        power_capped = " while power-capped" if "SW Power Cap" in seen else ""
+        problems.append(f"SM clock sags under load{power_capped}: {early:.0f} MHz first, {late:.0f} MHz later "
+                        f"(max {top})")
+    if tflops_first and tflops_last < SAG_FRACTION * tflops_first:
+        problems.append(f"throughput sags: {tflops_first:.1f} TFLOP/s first, {tflops_last:.1f} later")
+    return {
+        "seconds": round(seconds, 1), "samples": len(samples), "tflops": round(tflops, 3),
+        "tflops_first": round(tflops_first, 3), "tflops_last": round(tflops_last, 3),
+        "clock_sm_median_mhz": statistics.median(clocks) if clocks else None, "clock_sm_min_mhz": min(clocks, default=None),
+        "clock_max_sm_mhz": top, "temperature_max_c": max(temps, default=None),
+        "power_max_w": max(power, default=None), "reasons_seen": seen, "problems": problems,
+    }
+
+
+def burn_check(index: int, burn: Dict[str, Any]) -> Check:
+    if "error" in burn:
+        return check("burn_in", False, f"GPU {index}: burn-in failed: {burn['error']}")
+    detail = (f"GPU {index}: {burn['seconds']} s cuBLAS at {burn['tflops']} TFLOP/s sustained, SM median "
+              f"{burn['clock_sm_median_mhz']} MHz (min {burn['clock_sm_min_mhz']}, max {burn['clock_max_sm_mhz']}), "
+              f"up to {burn['temperature_max_c']} C and {burn['power_max_w']} W; reasons seen: "
+              f"{', '.join(burn['reasons_seen']) or 'none'}")
+    if burn["problems"]:
+        detail += "; " + "; ".join(burn["problems"])
+    return check("burn_in", not burn["problems"], detail,
+                 "The GPU cannot hold its clocks under load: improve airflow and fan curves, check the inlet "
+                 "temperature and heatsink, the power cables and the power limit (`nvidia-smi -q -d POWER`).")
+
+
+def _burn_loop(cp: Any, work: Dict[int, Dict[str, Any]], seconds: float, per_batch: int) -> None:
+    """Batches of cuBLAS calls queued on every device in turn, each batch timed by a pair of events."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for dev, w in work.items():
+            with cp.cuda.Device(dev):
+                start, end = cp.cuda.Event(), cp.cuda.Event()
+                start.record()
+                for _ in range(per_batch):
+                    cp.matmul(w["a"], w["a"], out=w["c"])
+                end.record()
+                w["events"].append((start, end))
+        for w in work.values():
+            w["events"][-1][1].synchronize()
+
+
+def burn_in(cp: Any, np: Any, devices: Sequence[int], seconds: float, smi: Optional[str],
+            n: int = 8192) -> Dict[int, Dict[str, Any]]:
+    """Keep cuBLAS busy on every device for `seconds`, nvidia-smi sampling each second; per device results."""
+    sampler = Probe([smi, "--query-gpu=" + BURN_QUERY, "--format=csv,noheader,nounits", "-lms", "1000"],
+                    timeout=seconds + 30) if smi else None
+    work = {}
+    for dev in devices:
+        with cp.cuda.Device(dev):
+            a = cp.asarray(np.full((n, n), 0.5, dtype=np.float32))  # a copy: no CuPy kernel to compile
+            work[dev] = {"a": a, "c": cp.empty_like(a), "events": [], "bus": cp.cuda.Device(dev).pci_bus_id}
+    per_batch = 8
+    t0 = time.perf_counter()
+    try:
+        _burn_loop(cp, work, seconds, per_batch)
+    finally:
+        samples: Dict[str, List[Dict[str, Any]]] = {}
+        if sampler is not None and sampler.proc is not None:
+            sampler.proc.terminate()
+            samples = parse_burn_samples(sampler.result()[1])
+    out = {}
+    flop = 2.0 * n ** 3 * per_batch
+    for dev, w in work.items():
+        rates = [flop / (cp.cuda.get_elapsed_time(s, e) * 1e-3) / 1e12 for s, e in w["events"]]
+        third = max(1, len(rates) // 3)
+        busy_s = sum(flop / (r * 1e12) for r in rates)
+        out[dev] = analyse_burn(samples.get(normalize_bus_id(w["bus"]) or "", []), time.perf_counter() - t0,
+                                statistics.median(rates[:third]), statistics.median(rates[-third:]),
+                                flop * len(rates) / busy_s / 1e12 if busy_s else 0.0)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # The program
 # --------------------------------------------------------------------------------------------------
 
@@ -969,7 +1573,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     )
     p.add_argument("--perf-table", default=None, help="expected-performance table (JSON) to compare with")
     p.add_argument("--quick", action="store_true", help="n=1024 only, no Rust CPU figure")
-    p.add_argument("--device", type=int, default=0, help="CUDA device index to test")
+    p.add_argument("--device", type=int, default=None, help="one CUDA device to test (same as --devices N)")
+    p.add_argument("--devices", default="", help="CUDA devices to test, comma-separated (default: every visible)")
+    p.add_argument("--burn-seconds", type=float, default=0, help="keep cuBLAS busy on every GPU this long")
+    p.add_argument("--no-dcgm", action="store_true", help="do not run `dcgmi diag -r 1` even where installed")
     p.add_argument("--no-rust", action="store_true", help="skip the Rust single-thread CPU figure")
     args = p.parse_args(argv)
     try:
@@ -978,6 +1585,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         raise _UsageError(f"--sizes must be comma-separated integers, got {args.sizes!r}")
     if not args.sizes or min(args.sizes) < 16:
         raise _UsageError("--sizes must list sizes of at least 16")
+    try:
+        args.devices = [int(d) for d in str(args.devices).split(",") if d.strip()]
+    except ValueError:
+        raise _UsageError(f"--devices must be comma-separated integers, got {args.devices!r}")
+    if args.device is not None:
+        args.devices = [args.device]
+    if args.burn_seconds < 0:
+        raise _UsageError("--burn-seconds must not be negative")
     if args.quick:
         args.sizes = [1024]
     if args.repeats is not None and args.repeats < 1:
@@ -1005,306 +1620,431 @@ def _cupy_package(cuda_major: Optional[int]) -> Optional[str]:
     return None
 
 
-def verify(args: argparse.Namespace) -> Tuple[Dict[str, Any], int]:
-    """Everything the program does, as (result, exit code); main() only handles the streams."""
-    result: Dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
-        "program": "provision-gpu-verify",
-        "ok": False,
-        "exit_code": EXIT_CANNOT_RUN,
-        "host": {
-            "hostname": socket.gethostname(),
-            "python": sys.version.split()[0],
-            "python_executable": sys.executable,
-            "platform": platform.platform(),
-        },
-        "gpus": [],
-        "device": None,
-        "checks": [],
-        "perf": [],
-        "expected": None,
-        "correctness": None,
-        "warnings": [],
-        "diagnosis": None,
-        "error": None,
-        "timings": {"import_s": None, "compile_s": None, "total_s": None},
-    }
-    host, checks, warnings = result["host"], result["checks"], result["warnings"]
-    home = os.path.expanduser("~")
+_DCGM_ROW = re.compile(r"^\|\s*([^|]+?)\s*\|\s*(Pass|Fail|Skip|Warn)\b", re.IGNORECASE)
 
-    # Start every external command now; they finish while CuPy imports.
-    smi_path, _ = _which("nvidia-smi", ["/usr/bin", "/usr/local/bin"])
-    nvcc_path, nvcc_on_path = _which("nvcc", ["/usr/local/cuda/bin"] + _cuda_dirs("bin"))
-    rustc_path, _ = _which("rustc", [os.path.join(home, ".cargo", "bin")])
-    cargo_path, _ = _which("cargo", [os.path.join(home, ".cargo", "bin")])
-    ldconfig_path, _ = _which("ldconfig", ["/sbin", "/usr/sbin"])
-    probes = {
-        "smi_query": _probe_if(
-            smi_path, "--query-gpu=" + ",".join(QUERY_FIELDS), "--format=csv,noheader,nounits"
-        ),
-        "smi": _probe_if(smi_path),
-        "nvcc": _probe_if(nvcc_path, "--version"),
-        "rustc": _probe_if(rustc_path, "--version"),
-        "cargo": _probe_if(cargo_path, "--version"),
-        "ldconfig": _probe_if(ldconfig_path, "-p"),
-    }
 
-    def probe_text(key: str) -> Optional[str]:
-        probe = probes[key]
+def parse_dcgmi_diag(text: str) -> Dict[str, Any]:
+    """`dcgmi diag -r 1` table → {'tests': {name: result}, 'verdict': 'Pass'|'Fail'|None}."""
+    tests = {}
+    for line in text.splitlines():
+        m = _DCGM_ROW.match(line.strip())
+        if m:
+            tests[m.group(1)] = m.group(2).capitalize()
+    verdict = None if not tests else ("Fail" if "Fail" in tests.values() else "Pass")
+    return {"tests": tests, "verdict": verdict}
+
+
+class _Run:
+    """What the phases of one verification share: the arguments, the probes, the result being filled."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.result: Dict[str, Any] = {
+            "schema": SCHEMA_VERSION, "program": "provision-gpu-verify", "ok": False, "exit_code": EXIT_CANNOT_RUN,
+            "host": {"hostname": socket.gethostname(), "python": sys.version.split()[0],
+                     "python_executable": sys.executable, "platform": platform.platform()},
+            "gpus": [], "device": None, "devices": [], "multi_gpu": None, "checks": [], "perf": [],
+            "expected": None, "correctness": None, "warnings": [], "diagnosis": None, "error": None,
+            "kernel_log": None, "dcgm": None,
+            "timings": {"import_s": None, "compile_s": None, "total_s": None},
+        }
+        self.host, self.checks, self.warnings = self.result["host"], self.result["checks"], self.result["warnings"]
+        self.paths: Dict[str, Optional[str]] = {}
+        self.nvcc_on_path = False
+        self.probes: Dict[str, Optional[Probe]] = {}
+        self.context: Dict[str, Any] = {}
+        self.pci_gpus: Optional[List[Dict[str, str]]] = None
+        self.proc_version: Optional[str] = None
+        self.can_try_gpu = True
+        self.failed_at = ""
+        self.np: Any = None
+        self.rust_thread: Optional[threading.Thread] = None
+        self.rust_box: Dict[str, Any] = {}
+
+    def text(self, key: str) -> Optional[str]:
+        probe = self.probes.get(key)
         if probe is None:
             return None
         rc, out, _err = probe.result()
         return out if rc == 0 else None
 
+
+def probe_host(run: _Run) -> None:
+    """Phase 1: start every external command (they finish while CuPy imports), read sysfs and /proc."""
+    home = os.path.expanduser("~")
+    p = run.paths
+    p["smi"], _ = _which("nvidia-smi", ["/usr/bin", "/usr/local/bin", "/usr/local/nvidia/bin"])
+    p["nvcc"], run.nvcc_on_path = _which("nvcc", ["/usr/local/cuda/bin"] + _cuda_dirs("bin"))
+    p["rustc"], _ = _which("rustc", [os.path.join(home, ".cargo", "bin")])
+    p["cargo"], _ = _which("cargo", [os.path.join(home, ".cargo", "bin")])
+    p["ldconfig"], _ = _which("ldconfig", ["/sbin", "/usr/sbin"])
+    p["dmesg"], _ = _which("dmesg", ["/bin", "/usr/bin", "/sbin"])
+    p["journalctl"], _ = _which("journalctl", ["/bin", "/usr/bin"])
+    p["dcgmi"], _ = _which("dcgmi", ["/usr/bin", "/usr/local/bin"])
+    run.probes = {
+        "smi_query": _probe_if(p["smi"], "--query-gpu=" + ",".join(QUERY_FIELDS), "--format=csv,noheader,nounits"),
+        "smi": _probe_if(p["smi"]),
+        "smi_q": _probe_if(p["smi"], "-q"),
+        "nvcc": _probe_if(p["nvcc"], "--version"),
+        "rustc": _probe_if(p["rustc"], "--version"),
+        "cargo": _probe_if(p["cargo"], "--version"),
+        "ldconfig": _probe_if(p["ldconfig"], "-p"),
+        "dmesg": _probe_if(p["dmesg"]),
+    }
     pci = read_sysfs_pci()
-    pci_gpus = nvidia_gpus_from_pci(pci) if pci is not None else None
-    proc_version = None
+    run.pci_gpus = nvidia_gpus_from_pci(pci) if pci is not None else None
     try:
-        proc_version = parse_driver_proc_version(Path("/proc/driver/nvidia/version").read_text())
+        run.proc_version = parse_driver_proc_version(Path("/proc/driver/nvidia/version").read_text())
     except OSError:
         pass
-    context: Dict[str, Any] = {
-        "pci_gpus": None if pci_gpus is None else len(pci_gpus),
-        "driver_loaded": proc_version is not None,
-        "sizes": args.sizes,
-        "python": sys.executable,
-    }
-
-    can_try_gpu = True
-    if pci_gpus == [] and smi_path is None:
-        can_try_gpu = False
-        result["diagnosis"] = diagnose(
+    run.context = {"pci_gpus": None if run.pci_gpus is None else len(run.pci_gpus),
+                   "driver_loaded": run.proc_version is not None, "sizes": run.args.sizes, "python": sys.executable}
+    if run.pci_gpus == [] and p["smi"] is None:
+        run.can_try_gpu = False
+        run.result["diagnosis"] = diagnose(
             "No NVIDIA GPU on this host: no PCI device with vendor 0x10de and class 0x03xxxx in "
-            "/sys/bus/pci/devices, and no nvidia-smi",
-            context,
-        )
-    elif proc_version is None and smi_path is None:
-        can_try_gpu = False
-        result["diagnosis"] = diagnose(
+            "/sys/bus/pci/devices, and no nvidia-smi", run.context)
+    elif run.proc_version is None and p["smi"] is None:
+        run.can_try_gpu = False
+        run.result["diagnosis"] = diagnose(
             "nvidia-smi: command not found and /proc/driver/nvidia/version is absent"
-            + (" although an NVIDIA GPU is on the PCI bus" if pci_gpus else ""),
-            context,
-        )
+            + (" although an NVIDIA GPU is on the PCI bus" if run.pci_gpus else ""), run.context)
 
-    rust_thread: Optional[threading.Thread] = None
-    rust_box: Dict[str, Any] = {}
-    if can_try_gpu and rustc_path and not (args.quick or args.no_rust):
-        banner = probe_text("rustc") or ""
-        rust_thread = threading.Thread(
-            target=lambda: rust_box.update(rust_benchmark(rustc_path, banner)), daemon=True
-        )
-        rust_thread.start()
 
-    gpu: Optional[Dict[str, Any]] = None
-    np: Any = None
-    failed_at = ""
-    if can_try_gpu:
-        for var in ("CUPY_TF32", "NVIDIA_TF32_OVERRIDE"):
-            if os.environ.get(var, "0") not in ("0", ""):
-                warnings.append(
-                    f"{var}={os.environ[var]} was set; forced to 0 so cuBLAS compares in true fp32"
-                )
-        os.environ["CUPY_TF32"] = "0"
-        os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
-        t = time.perf_counter()
-        stage = {"at": "import"}
-        try:
-            import cupy as cp
-            import numpy as np
+def start_rust(run: _Run) -> None:
+    """The chapter's CPU figure in a thread, overlapping the GPU phase."""
+    rustc = run.paths.get("rustc")
+    if run.can_try_gpu and rustc and not (run.args.quick or run.args.no_rust):
+        banner = run.text("rustc") or ""
+        run.rust_thread = threading.Thread(
+            target=lambda: run.rust_box.update(rust_benchmark(rustc, banner)), daemon=True)
+        run.rust_thread.start()
 
-            result["timings"]["import_s"] = round(time.perf_counter() - t, 4)
-            host["numpy"] = np.__version__
-            host["cupy"] = cp.__version__
-            runtime = cp.cuda.runtime.runtimeGetVersion()
-            context["cupy_cuda"] = host["cupy_cuda_runtime"] = format_cuda_version(runtime)
-            host["cupy_cuda_driver"] = format_cuda_version(cp.cuda.runtime.driverGetVersion())
-            host["cupy_package"] = _cupy_package(runtime // 1000)
+
+def _force_fp32(run: _Run) -> None:
+    for var in ("CUPY_TF32", "NVIDIA_TF32_OVERRIDE"):
+        if os.environ.get(var, "0") not in ("0", ""):
+            run.warnings.append(f"{var}={os.environ[var]} was set; forced to 0 so cuBLAS compares in true fp32")
+        os.environ[var] = "0"
+
+
+def _record_cupy(run: _Run, cp: Any, np: Any) -> None:
+    run.host["numpy"], run.host["cupy"] = np.__version__, cp.__version__
+    runtime = cp.cuda.runtime.runtimeGetVersion()
+    run.context["cupy_cuda"] = run.host["cupy_cuda_runtime"] = format_cuda_version(runtime)
+    run.host["cupy_cuda_driver"] = format_cuda_version(cp.cuda.runtime.driverGetVersion())
+    run.host["cupy_package"] = _cupy_package(runtime // 1000)
+    try:
+        run.host["nvrtc"] = "{}.{}".format(*cp.cuda.nvrtc.getVersion())
+    except Exception:
+        run.host["nvrtc"] = None
+
+
+def select_devices(wanted: Optional[Sequence[int]], count: int) -> List[int]:
+    """The devices to test, as CUDA numbers them (after CUDA_VISIBLE_DEVICES): all, or those asked for."""
+    if not wanted:
+        return list(range(count))
+    missing = [d for d in wanted if d < 0 or d >= count]
+    if missing:
+        raise ValueError(f"cudaErrorInvalidDevice: --devices {missing} not among the {count} visible device(s) "
+                         f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    return list(dict.fromkeys(wanted))
+
+
+def run_gpu_phase(run: _Run) -> None:
+    """Phase 2: import CuPy once, then prove and time each selected GPU; multi-GPU paths and burn-in after."""
+    _force_fp32(run)
+    t = time.perf_counter()
+    stage = {"at": "import"}
+    try:
+        import cupy as cp
+        import numpy as np
+
+        run.np = np
+        run.result["timings"]["import_s"] = round(time.perf_counter() - t, 4)
+        _record_cupy(run, cp, np)
+        count = cp.cuda.runtime.getDeviceCount() if hasattr(cp.cuda.runtime, "getDeviceCount") else 1
+        devices = select_devices(run.args.devices, count)
+        for device in devices:
+            gpu = run_gpu(cp, np, run.args.sizes, run.args.repeats, device, stage)
+            gpu["device"]["pci_bus_id"] = normalize_bus_id(getattr(cp.cuda.Device(device), "pci_bus_id", None))
+            gpu["bandwidth"] = measure_bandwidth(cp, device)
+            gpu["link"] = read_sysfs_link(gpu["device"]["pci_bus_id"])
+            run.result["devices"].append(gpu)
+        run.result["multi_gpu"] = run_multi_gpu(cp, np, devices)
+        if run.args.burn_seconds:
             try:
-                host["nvrtc"] = "{}.{}".format(*cp.cuda.nvrtc.getVersion())
-            except Exception:
-                host["nvrtc"] = None
-            gpu = run_gpu(cp, np, args.sizes, args.repeats, args.device, stage)
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            smi_versions = parse_nvidia_smi_versions(probe_text("smi") or "")
-            context["driver_cuda"] = smi_versions["cuda_version"]
-            context["toolkit_cuda"] = parse_nvcc_release(probe_text("nvcc") or "")
-            result["diagnosis"] = diagnose(exc, context)
-            result["error"] = f"{type(exc).__name__}: {exc}"[-2000:]
-            failed_at = stage["at"]
-            if result["timings"]["import_s"] is None:
-                result["timings"]["import_s"] = round(time.perf_counter() - t, 4)
+                burns = burn_in(cp, np, devices, run.args.burn_seconds, run.paths.get("smi"))
+            except Exception as exc:  # the proof above stands; the burn-in's failure is its own line
+                burns = {d: {"error": f"{type(exc).__name__}: {exc}"[:300]} for d in devices}
+            for gpu in run.result["devices"]:
+                gpu["burn_in"] = burns.get(gpu["device"]["index"])
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        run.context["driver_cuda"] = parse_nvidia_smi_versions(run.text("smi") or "")["cuda_version"]
+        run.context["toolkit_cuda"] = parse_nvcc_release(run.text("nvcc") or "")
+        run.result["diagnosis"] = diagnose(exc, run.context)
+        run.result["error"] = f"{type(exc).__name__}: {exc}"[-2000:]
+        run.failed_at = stage["at"]
+        if run.result["timings"]["import_s"] is None:
+            run.result["timings"]["import_s"] = round(time.perf_counter() - t, 4)
 
-    # Host facts and the checklist.
-    smi_versions = parse_nvidia_smi_versions(probe_text("smi") or "")
-    host["driver_version"] = smi_versions["driver_version"] or proc_version
-    host["cuda_driver_version"] = smi_versions["cuda_version"]
-    result["gpus"] = parse_nvidia_smi_query(probe_text("smi_query") or "")
-    nvcc_release = parse_nvcc_release(probe_text("nvcc") or "")
-    host["nvcc_release"] = nvcc_release
 
-    if pci_gpus is None:
-        checks.append(check("gpu_present", None, "/sys/bus/pci/devices is not readable here"))
-    else:
-        listed = ", ".join(f"{g['slot']} [{g['vendor'][2:]}:{g['device'][2:]}]" for g in pci_gpus)
-        checks.append(
-            check(
-                "gpu_present",
-                bool(pci_gpus),
-                f"{len(pci_gpus)} NVIDIA GPU(s) on the PCI bus" + (": " + listed if listed else ""),
-            )
-        )
-    smi_rc = probes["smi"].result()[0] if probes["smi"] else None
-    if smi_rc == 0 and smi_versions["driver_version"]:
-        versions = f"driver {smi_versions['driver_version']}, CUDA {smi_versions['cuda_version']}"
-        checks.append(check("driver", True, versions + " (nvidia-smi)"))
-    elif pci_gpus == []:
-        checks.append(check("driver", None, "no NVIDIA GPU, so no driver expected"))
-    else:
-        why = "nvidia-smi not found"
-        if probes["smi"] is not None:
-            _rc, out, err = probes["smi"].result()
-            why = "nvidia-smi failed: " + ((out + err).strip().splitlines() or ["?"])[0]
-        checks.append(
-            check("driver", False, why + ("" if proc_version else "; /proc/driver/nvidia/version absent"))
-        )
-
-    checks.append(rust_tool_check("rustc", probe_text("rustc")))
-    checks.append(rust_tool_check("cargo", probe_text("cargo")))
+def host_checks(run: _Run) -> None:
+    """Phase 3a: the chapter's checklist from the probes (GPU on the bus, driver, Rust, nvcc, libraries)."""
+    smi_versions = parse_nvidia_smi_versions(run.text("smi") or "")
+    run.host["driver_version"] = smi_versions["driver_version"] or run.proc_version
+    run.host["cuda_driver_version"] = smi_versions["cuda_version"]
+    run.result["gpus"] = parse_nvidia_smi_query(run.text("smi_query") or "")
+    run.host["nvcc_release"] = nvcc_release = parse_nvcc_release(run.text("nvcc") or "")
+    run.checks.append(_gpu_present_check(run.pci_gpus))
+    run.checks.append(_driver_check(run, smi_versions))
+    run.checks.append(rust_tool_check("rustc", run.text("rustc")))
+    run.checks.append(rust_tool_check("cargo", run.text("cargo")))
     cc_path = shutil.which("cc")
-    checks.append(check("cc", cc_path is not None, f"C linker for Rust: {cc_path or 'absent'}"))
+    run.checks.append(check("cc", cc_path is not None, f"C linker for Rust: {cc_path or 'absent'}"))
+    run.checks.append(_nvcc_check(run, nvcc_release, smi_versions["cuda_version"]))
+    ld_libs = parse_ldconfig(run.text("ldconfig") or "")
+    run.checks.append(find_cudnn(ld_libs, _site_dirs()))
+    run.checks.append(find_cuda_library("libcudart", ld_libs))
+    run.checks.append(find_cuda_library("libnvrtc", ld_libs))
+    run.checks.extend(_cupy_checks(run))
+
+
+def _gpu_present_check(pci_gpus: Optional[List[Dict[str, str]]]) -> Check:
+    if pci_gpus is None:
+        return check("gpu_present", None, "/sys/bus/pci/devices is not readable here")
+    listed = ", ".join(f"{g['slot']} [{g['vendor'][2:]}:{g['device'][2:]}]" for g in pci_gpus)
+    return check("gpu_present", bool(pci_gpus),
+                 f"{len(pci_gpus)} NVIDIA GPU(s) on the PCI bus" + (": " + listed if listed else ""))
+
+
+def _driver_check(run: _Run, smi_versions: Dict[str, Optional[str]]) -> Check:
+    probe = run.probes.get("smi")
+    if probe is not None and probe.result()[0] == 0 and smi_versions["driver_version"]:
+        versions = f"driver {smi_versions['driver_version']}, CUDA {smi_versions['cuda_version']}"
+        return check("driver", True, versions + " (nvidia-smi)")
+    if run.pci_gpus == []:
+        return check("driver", None, "no NVIDIA GPU, so no driver expected")
+    why = "nvidia-smi not found"
+    if probe is not None:
+        _rc, out, err = probe.result()
+        why = "nvidia-smi failed: " + ((out + err).strip().splitlines() or ["?"])[0]
+    return check("driver", False, why + ("" if run.proc_version else "; /proc/driver/nvidia/version absent"))
+
+
+def _nvcc_check(run: _Run, release: Optional[str], driver_cuda: Optional[str]) -> Check:
+    nvcc_path = run.paths.get("nvcc")
     if nvcc_path is None:
-        checks.append(check("nvcc", False, "nvcc not found on PATH or in /usr/local/cuda*/bin"))
-    else:
-        nvcc_check = cuda_version_check(nvcc_release, smi_versions["cuda_version"])
-        if not nvcc_on_path:
-            if _profile_adds_cuda_path():
-                nvcc_check["detail"] += f" at {nvcc_path} (login shells get it from /etc/profile.d)"
-            else:
-                nvcc_check = check("nvcc", False, f"{nvcc_path} exists but is not on PATH")
-        checks.append(nvcc_check)
-    ld_libs = parse_ldconfig(probe_text("ldconfig") or "")
-    checks.append(find_cudnn(ld_libs, _site_dirs()))
-    checks.append(find_cuda_library("libcudart", ld_libs))
-    checks.append(find_cuda_library("libnvrtc", ld_libs))
+        return check("nvcc", False, "nvcc not found on PATH or in /usr/local/cuda*/bin")
+    nvcc = cuda_version_check(release, driver_cuda)
+    if not run.nvcc_on_path:
+        if _profile_adds_cuda_path():
+            nvcc["detail"] += f" at {nvcc_path} (login shells get it from /etc/profile.d)"
+        else:
+            nvcc = check("nvcc", False, f"{nvcc_path} exists but is not on PATH")
+    return nvcc
 
-    diag = result["diagnosis"]
-    if "cupy" in host:
-        checks.append(check("cupy", True, f"CuPy {host['cupy']} ({host.get('cupy_package') or '?'})"))
-        cupy_major = _cuda_major(host.get("cupy_cuda_runtime"))
-        drv_major = _cuda_major(host.get("cupy_cuda_driver"))
+
+def _cupy_checks(run: _Run) -> List[Check]:
+    diag = run.result["diagnosis"]
+    if "cupy" in run.host:
+        cupy_major = _cuda_major(run.host.get("cupy_cuda_runtime"))
+        drv_major = _cuda_major(run.host.get("cupy_cuda_driver"))
         ok = None if cupy_major is None or drv_major is None else cupy_major <= drv_major
-        checks.append(
-            check(
-                "cupy_cuda",
-                ok,
-                f"CuPy uses CUDA {host.get('cupy_cuda_runtime')}; "
-                f"the driver supports CUDA {host.get('cupy_cuda_driver')}",
-            )
-        )
-    elif can_try_gpu and diag:
-        checks.append(check("cupy", False, diag["reason"], diag["fix"]))
-    else:
-        checks.append(check("cupy", None, "not tried: no usable GPU"))
+        return [check("cupy", True, f"CuPy {run.host['cupy']} ({run.host.get('cupy_package') or '?'})"),
+                check("cupy_cuda", ok, f"CuPy uses CUDA {run.host.get('cupy_cuda_runtime')}; "
+                                       f"the driver supports CUDA {run.host.get('cupy_cuda_driver')}")]
+    if run.can_try_gpu and diag:
+        return [check("cupy", False, diag["reason"], diag["fix"])]
+    return [check("cupy", None, "not tried: no usable GPU")]
 
-    if gpu is not None:
-        result["device"] = gpu["device"]
-        if not result["gpus"]:  # no nvidia-smi (some containers): report what CUDA itself says
-            keys = ("index", "name", "memory_total_mib")
-            result["gpus"] = [{k: gpu["device"][k] for k in keys}]
-        result["timings"]["compile_s"] = gpu["compile_s"]
-        result["perf"] = gpu["perf"]
-        corr = result["correctness"] = gpu["correctness"]
-        checks.append(
-            check(
-                "kernel_compile",
-                True,
-                f"NVRTC compiled the naive and tiled kernels in {gpu['compile_s']:.3f} s"
-                + (" (CuPy kernel cache)" if gpu["compile_s"] < 0.02 else ""),
-            )
-        )
-        checks.append(
-            check(
-                "matmul_exact_2048",
-                corr["exact_2048"] and corr["tiled_mismatches"] == 0,
-                f"1024x1024 ones x twos: {corr['mismatches']} naive and {corr['tiled_mismatches']} "
-                "tiled elements differ from 2048",
-            )
-        )
-        worst = max(corr["rel_err_vs_cublas"], corr["tiled_rel_err_vs_cublas"])
-        checks.append(
-            check(
-                "matmul_vs_cublas",
-                worst < REL_ERR_LIMIT,
-                f"||C-ref||/||ref|| = {corr['rel_err_vs_cublas']:.2e} naive, "
-                f"{corr['tiled_rel_err_vs_cublas']:.2e} tiled vs cuBLAS fp32 (limit {REL_ERR_LIMIT:.0e}); "
-                f"{corr['rel_err_vs_fp64']:.2e} vs fp64",
-            )
-        )
-        if args.perf_table:
-            try:
-                table = load_perf_table(args.perf_table)
-            except Exception as exc:
-                table = None
-                warnings.append(f"could not read --perf-table {args.perf_table}: {exc}")
-            result["expected"] = lookup_expected_perf(gpu["device"]["name"], table)
-            if table is not None and result["expected"] is None:
-                name = gpu["device"]["name"]
-                warnings.append(f"{name} is not in the expected-performance table; no speed comparison")
-            warnings.extend(perf_warnings(gpu["device"]["name"], result["perf"], result["expected"]))
+
+def _expected_table(run: _Run) -> Optional[Dict[str, Any]]:
+    if not run.args.perf_table:
+        return None
+    try:
+        return load_perf_table(run.args.perf_table)
+    except Exception as exc:
+        run.warnings.append(f"could not read --perf-table {run.args.perf_table}: {exc}")
+        return None
+
+
+def gpu_checks(run: _Run) -> None:
+    """Phase 3b: per GPU, correctness and speed against its model; the first GPU fills the legacy keys."""
+    devices = run.result["devices"]
+    if not devices:
+        diag = run.result["diagnosis"]
+        if run.can_try_gpu and diag and run.failed_at != "import":
+            # Charge the failure to the step that raised it: opening the device, NVRTC, or the run itself.
+            name = {"device": "gpu_device", "compile": "kernel_compile"}.get(run.failed_at, "gpu_run")
+            run.checks.append(check(name, False, diag["reason"], diag["fix"]))
+        return
+    table = _expected_table(run)
+    first = devices[0]
+    run.result["device"], run.result["correctness"] = first["device"], first["correctness"]
+    run.result["timings"]["compile_s"] = first["compile_s"]
+    run.result["perf"] = list(first["perf"])
+    if not run.result["gpus"]:  # no nvidia-smi (some containers): report what CUDA itself says
+        run.result["gpus"] = [{k: g["device"][k] for k in ("index", "name", "memory_total_mib")} for g in devices]
+    run.checks.append(check("kernel_compile", True,
+                            f"NVRTC compiled the naive and tiled kernels in {first['compile_s']:.3f} s"
+                            + (" (CuPy kernel cache)" if first["compile_s"] < 0.02 else "")))
+    for gpu in devices:
+        _device_checks(run, gpu, table)
+    run.checks.extend(multi_gpu_checks(run.result["multi_gpu"] or {"skipped": "not run"}))
+    if run.args.perf_table and table is not None:
+        run.result["expected"] = first.get("expected")
+    if run.np is not None:
         try:
-            result["perf"].append(time_numpy(np))
+            run.result["perf"].append(time_numpy(run.np))
         except Exception as exc:
-            warnings.append(f"NumPy CPU timing failed: {exc}")
-    elif can_try_gpu and diag and failed_at != "import":
-        # Charge the failure to the step that raised it: opening the device, NVRTC, or the run itself.
-        name = {"device": "gpu_device", "compile": "kernel_compile"}.get(failed_at, "gpu_run")
-        checks.append(check(name, False, diag["reason"], diag["fix"]))
+            run.warnings.append(f"NumPy CPU timing failed: {exc}")
 
-    for g in result["gpus"]:
+
+def _device_checks(run: _Run, gpu: Dict[str, Any], table: Optional[Dict[str, Any]]) -> None:
+    index, name, corr = gpu["device"]["index"], gpu["device"]["name"], gpu["correctness"]
+    tag = f"GPU {index}: " if len(run.result["devices"]) > 1 else ""
+    gpu["expected"] = lookup_expected_perf(name, table) if table is not None else None
+    gpu["link"] = _best_link(run, gpu)
+    lines = [
+        check("matmul_exact_2048", corr["exact_2048"] and corr["tiled_mismatches"] == 0,
+              f"{tag}1024x1024 ones x twos: {corr['mismatches']} naive and {corr['tiled_mismatches']} "
+              "tiled elements differ from 2048"),
+        check("matmul_vs_cublas", max(corr["rel_err_vs_cublas"], corr["tiled_rel_err_vs_cublas"]) < REL_ERR_LIMIT,
+              f"{tag}||C-ref||/||ref|| = {corr['rel_err_vs_cublas']:.2e} naive, "
+              f"{corr['tiled_rel_err_vs_cublas']:.2e} tiled vs cuBLAS fp32 (limit {REL_ERR_LIMIT:.0e}); "
+              f"{corr['rel_err_vs_fp64']:.2e} vs fp64"),
+        memory_check(index, gpu["bandwidth"], gpu["expected"]),
+        link_check(index, gpu["bandwidth"], gpu["link"]),
+    ]
+    if gpu.get("burn_in"):
+        lines.append(burn_check(index, gpu["burn_in"]))
+    for line in lines:
+        line["gpu"] = index
+    run.checks.extend(lines)
+    if table is not None and gpu["expected"] is None:
+        run.warnings.append(f"{name} is not in the expected-performance table; no speed comparison")
+    run.warnings.extend(perf_warnings(name, gpu["perf"], gpu["expected"]))
+
+
+def _smi_health(run: _Run) -> Dict[str, Dict[str, Any]]:
+    if "_health" not in run.context:
+        run.context["_health"] = {h["bus_id"]: h for h in gpu_health_from_smi_q(run.text("smi_q") or "")}
+    return run.context["_health"]
+
+
+def _best_link(run: _Run, gpu: Dict[str, Any]) -> Dict[str, Optional[int]]:
+    """sysfs (read just after the copies) where it answers, nvidia-smi -q's link otherwise."""
+    sysfs = gpu.get("link") or {}
+    smi = (_smi_health(run).get(gpu["device"].get("pci_bus_id") or "") or {}).get("link") or {}
+    return {k: sysfs.get(k) or smi.get(k) for k in ("gen_current", "gen_max", "width_current", "width_max")}
+
+
+def read_kernel_log(run: _Run) -> Optional[str]:
+    """dmesg, else journalctl -k -b; None when neither may be read (unprivileged, containers)."""
+    probe = run.probes.get("dmesg")
+    if probe is not None:
+        rc, out, err = probe.result()
+        if kernel_log_readable(rc, out, err):
+            run.result["kernel_log"] = "dmesg"
+            return out
+    if run.paths.get("journalctl"):
+        rc, out, err = Probe([str(run.paths["journalctl"]), "-k", "-b", "--no-pager", "-q"]).result()
+        if kernel_log_readable(rc, out, err):
+            run.result["kernel_log"] = "journalctl -k -b"
+            return out
+    run.result["kernel_log"] = "kernel log not readable"
+    return None
+
+
+def health_checks(run: _Run) -> None:
+    """Phase 3c: per GPU, Xid errors since boot, ECC, remapped rows, clocks and their event reasons; dcgmi."""
+    health = _smi_health(run)
+    if not health:
+        return
+    log = read_kernel_log(run)
+    xids = parse_xid(log) if log is not None else None
+    by_bus = {g["device"].get("pci_bus_id"): g for g in run.result["devices"]}
+    for i, (bus, h) in enumerate(sorted(health.items())):
+        if by_bus and bus not in by_bus:
+            continue  # not selected, or hidden by CUDA_VISIBLE_DEVICES
+        index = (by_bus.get(bus) or {}).get("device", {}).get("index", h.get("minor", i))
+        lines = [xid_check(bus, index, xids), ecc_check(index, h), remap_check(index, h), clocks_check(index, h)]
+        for line in lines:
+            line["gpu"] = index
+        run.checks.extend(lines)
+        if bus in by_bus:
+            by_bus[bus]["health"] = {k: h[k] for k in ("uuid", "ecc_volatile", "ecc_aggregate", "remapped_rows",
+                                                        "clock_events_active", "clock_sm_mhz", "clock_max_sm_mhz")}
+            by_bus[bus]["device"]["uuid"] = h.get("uuid")
+    if run.paths.get("dcgmi") and not run.args.no_dcgm and run.result["devices"]:
+        rc, out, err = Probe([str(run.paths["dcgmi"]), "diag", "-r", "1"], timeout=120).result()
+        run.result["dcgm"] = parse_dcgmi_diag(out)
+        verdict = run.result["dcgm"]["verdict"]
+        run.checks.append(check("dcgm_diag", None if verdict is None else verdict == "Pass",
+                                f"dcgmi diag -r 1: {verdict or (out + err).strip()[:200] or f'rc={rc}'}",
+                                "Read `dcgmi diag -r 3 -v` for the failing test and follow its advice."))
+
+
+def host_warnings(run: _Run) -> None:
+    for g in run.result["gpus"]:
         used, total = g.get("memory_used_mib"), g.get("memory_total_mib")
-        if (
-            isinstance(used, (int, float))
-            and isinstance(total, (int, float))
-            and total
-            and used > 0.1 * total
-        ):
-            warnings.append(
-                f"GPU {g.get('index', '?')} had {used} of {total} MiB in use before the run: "
-                "other jobs may skew the timings"
-            )
+        if isinstance(used, (int, float)) and isinstance(total, (int, float)) and total and used > 0.1 * total:
+            run.warnings.append(f"GPU {g.get('index', '?')} had {used} of {total} MiB in use before the run: "
+                                "other jobs may skew the timings")
         temp = g.get("temperature_c")
         if isinstance(temp, (int, float)) and temp >= 85:
-            warnings.append(f"GPU {g.get('index', '?')} is at {temp} C: it may be throttling")
+            run.warnings.append(f"GPU {g.get('index', '?')} is at {temp} C: it may be throttling")
 
-    if rust_thread is not None:
-        rust_thread.join(timeout=15)
-        if "row" in rust_box:
-            result["perf"].append(rust_box["row"])
-        elif "error" in rust_box:
-            d = diagnose(rust_box["error"], context)
-            hint = " -- " + d["fix"] if d["code"] == "cc_link_failed" else ""
-            warnings.append(f"Rust CPU matmul skipped: {rust_box['error'][:300]}{hint}")
-        else:
-            warnings.append("Rust CPU matmul did not finish in time; skipped")
 
-    failed = [c for c in checks if c["ok"] is False]
-    if gpu is None:
+def finish_rust(run: _Run) -> None:
+    if run.rust_thread is None:
+        return
+    run.rust_thread.join(timeout=15)
+    if "row" in run.rust_box:
+        run.result["perf"].append(run.rust_box["row"])
+    elif "error" in run.rust_box:
+        d = diagnose(run.rust_box["error"], run.context)
+        hint = " -- " + d["fix"] if d["code"] == "cc_link_failed" else ""
+        run.warnings.append(f"Rust CPU matmul skipped: {run.rust_box['error'][:300]}{hint}")
+    else:
+        run.warnings.append("Rust CPU matmul did not finish in time; skipped")
+
+
+def conclude(run: _Run) -> Tuple[Dict[str, Any], int]:
+    """Phase 4: the exit code and, when a check failed, the first failure as the diagnosis."""
+    result = run.result
+    failed = [c for c in run.checks if c["ok"] is False]
+    if not result["devices"]:
         code = EXIT_CANNOT_RUN
     else:
         code = EXIT_FAILED if failed else EXIT_OK
         if failed:
             first = failed[0]
-            result["diagnosis"] = {
-                "code": CHECK_CODES.get(first["name"], first["name"] + "_failed"),
-                "reason": f"{first['name']}: {first['detail']}",
-                "fix": first["fix"],
-            }
+            result["diagnosis"] = {"code": CHECK_CODES.get(first["name"], first["name"] + "_failed"),
+                                   "reason": f"{first['name']}: {first['detail']}", "fix": first["fix"]}
     result["ok"] = code == EXIT_OK
     result["exit_code"] = code
+    run.context.pop("_health", None)
     result["timings"]["total_s"] = round(time.perf_counter() - _T0, 4)
     return result, code
+
+
+def verify(args: argparse.Namespace) -> Tuple[Dict[str, Any], int]:
+    """Everything the program does, as (result, exit code); main() only handles the streams."""
+    run = _Run(args)
+    probe_host(run)
+    start_rust(run)
+    if run.can_try_gpu:
+        run_gpu_phase(run)
+    host_checks(run)
+    gpu_checks(run)
+    health_checks(run)
+    host_warnings(run)
+    finish_rust(run)
+    return conclude(run)
 
 
 def render_text(result: Dict[str, Any]) -> str:

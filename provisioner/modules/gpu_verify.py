@@ -50,7 +50,9 @@ class Args(ModuleArgs):
     sizes: list[int] = [1024, 4096]
     perf_table: dict[str, Any] | None = None        # provisioner/data/gpu_perf.yml, loaded on the controller
     quick: bool = False
-    timeout: int = 300
+    devices: list[int] = []                         # CUDA device numbers (after CUDA_VISIBLE_DEVICES); [] = all
+    burn_seconds: float = 0                         # keep cuBLAS busy on every GPU this long, sampling clocks
+    timeout: int = 300                              # the burn-in's seconds come on top
     program_dir: str = "/var/lib/provision"
     required_checks: list[str] = list(GPU_CHECKS)
     probe: bool = False
@@ -176,8 +178,12 @@ def verify(args: Args, host: Host, todo: dict[str, Any]) -> dict[str, Any]:
         argv += ["--perf-table", os.path.join(where, TABLE)]
     if args.quick:
         argv.append("--quick")
+    if args.devices:
+        argv += ["--devices", ",".join(str(d) for d in args.devices)]
+    if args.burn_seconds:
+        argv += ["--burn-seconds", str(args.burn_seconds)]
     try:
-        res = host.run(argv, timeout=args.timeout)
+        res = host.run(argv, timeout=args.timeout + int(args.burn_seconds))
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -233,6 +239,8 @@ def verdict(result: dict[str, Any], required: list[str]) -> dict[str, Any]:
     counted = [c for c in checks if c.get("ok") is not None]
     name = str((result.get("device") or {}).get("name") or "GPU")
     name = name[len("NVIDIA "):] if name.startswith("NVIDIA ") else name
+    if len(result.get("devices") or []) > 1:
+        name = f"{len(result['devices'])}x {name}"
     n = max((p["n"] for p in result.get("perf") or [] if p.get("kernel") == "cublas"), default=None)
     msg = (f"{name}: {len(counted) - len(failing)}/{len(counted)} checks, naive {_tflops(result, 'naive', n)}"
            f" / tiled {_tflops(result, 'tiled', n)} / cuBLAS {_tflops(result, 'cublas', n)} TFLOP/s")

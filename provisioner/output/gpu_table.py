@@ -1,4 +1,4 @@
-"""The per-host GPU summary shown after the recap: did each GPU pass, and how fast is it.
+"""The per-GPU summary shown after the recap: did each GPU of each host pass, and how fast is it.
 
 Input is what `provisioner/gpu/verify.py --json` printed on each host, as (host name, parsed JSON) pairs;
 None stands for a host that returned nothing (unreachable, or the program could not be started).
@@ -15,11 +15,13 @@ from rich.table import Table
 from rich.text import Text
 
 KERNELS = ("naive", "tiled", "cublas")
+# Per-GPU checks that fail the GPU's row; the other per-GPU lines (ECC, link, Xid, burn-in...) only warn.
+GPU_FAILING = ("matmul_exact_2048", "matmul_vs_cublas")
 
 
 @dataclass(frozen=True)
 class GpuRow:
-    """One host's line: its GPU, how many checks passed, the GFLOP/s at the largest n, and what to read."""
+    """One GPU's line: its host, model, how many checks passed, the GFLOP/s at the largest n, what to read."""
 
     host: str
     gpu: str
@@ -29,8 +31,10 @@ class GpuRow:
     naive_gflops: float | None
     tiled_gflops: float | None
     cublas_gflops: float | None
-    status: str  # "ok", "failed", "cannot run" or "no result"
+    status: str  # "ok", "warning" (a health line failed), "failed", "cannot run" or "no result"
     notes: tuple[str, ...]
+    index: int | None = None   # the CUDA device number on its host
+    bus_id: str | None = None  # PCI bus id, e.g. 0000:3b:00.0
 
 
 def _gpu_name(result: Mapping[str, Any]) -> str:
@@ -47,35 +51,62 @@ def _status(result: Mapping[str, Any]) -> str:
 
 
 def gpu_row_from_result(host: str, result: Mapping[str, Any] | None) -> GpuRow:
-    """Summarise one host's verify result; checks with ok=None (not applicable) are not counted."""
-    if not result:
-        return GpuRow(host, "-", 0, 0, None, None, None, None, "no result", ("verify.py returned no JSON",))
-    checks = [c for c in result.get("checks") or [] if c.get("ok") is not None]
-    gpu_perf = [p for p in result.get("perf") or [] if p.get("kernel") in KERNELS]
+    """Summarise a host's verify result as ONE row (its first GPU); see gpu_rows_from_result for all."""
+    return gpu_rows_from_result(host, result)[0]
+
+
+def _device_row(host: str, result: Mapping[str, Any], device: Mapping[str, Any] | None,
+                first: bool) -> GpuRow:
+    """One GPU's row: the host's checks plus the GPU's own (checks carry "gpu": index), its perf figures."""
+    info = (device or {}).get("device") or {}
+    index = info.get("index")
+    all_checks = [c for c in result.get("checks") or [] if c.get("ok") is not None]
+    checks = [c for c in all_checks if c.get("gpu") in (None, index)]
+    perf = (device or {}).get("perf") if device else result.get("perf")
+    gpu_perf = [p for p in perf or [] if p.get("kernel") in KERNELS]
     n = max((p["n"] for p in gpu_perf), default=None)
     at_n = {p["kernel"]: p.get("gflops") for p in gpu_perf if p["n"] == n}
-    notes: list[str] = []
+    own_failed = [c for c in checks if c.get("gpu") is not None and c["ok"] is False]
+    status = _status(result)
+    if any(c["name"] in GPU_FAILING for c in own_failed):
+        status = "failed"
+    elif own_failed and status == "ok":
+        status = "warning"
+    notes: list[str] = [f"{c['name']}: {c.get('detail')} -- fix: {c.get('fix')}" for c in own_failed]
     diagnosis = result.get("diagnosis")
-    if diagnosis:
+    if first and diagnosis:
         notes.append(f"[{diagnosis.get('code')}] {diagnosis.get('reason')} -- fix: {diagnosis.get('fix')}")
-    notes.extend(f"warning: {w}" for w in result.get("warnings") or [])
+    if first:
+        notes.extend(f"warning: {w}" for w in result.get("warnings") or [])
     return GpuRow(
         host=host,
-        gpu=_gpu_name(result),
+        gpu=(info.get("name") or _gpu_name(result)) if device else _gpu_name(result),
         checks_passed=sum(1 for c in checks if c["ok"]),
         checks_total=len(checks),
         n=n,
         naive_gflops=at_n.get("naive"),
         tiled_gflops=at_n.get("tiled"),
         cublas_gflops=at_n.get("cublas"),
-        status=_status(result),
-        notes=tuple(notes),
+        status=status,
+        notes=tuple(dict.fromkeys(notes)),
+        index=index,
+        bus_id=info.get("pci_bus_id"),
     )
 
 
+def gpu_rows_from_result(host: str, result: Mapping[str, Any] | None) -> list[GpuRow]:
+    """One row per GPU the host tested ("devices"); results without them give one row for the host."""
+    if not result:
+        return [GpuRow(host, "-", 0, 0, None, None, None, None, "no result", ("verify.py returned no JSON",))]
+    devices = [d for d in result.get("devices") or [] if isinstance(d, dict)]
+    if not devices:
+        return [_device_row(host, result, None, True)]
+    return [_device_row(host, result, d, i == 0) for i, d in enumerate(devices)]
+
+
 def gpu_rows_from_results(results: Iterable[tuple[str, Mapping[str, Any] | None]]) -> list[GpuRow]:
-    """One row per host, in the order given (the engine passes inventory order)."""
-    return [gpu_row_from_result(host, result) for host, result in results]
+    """One row per GPU, hosts in the order given (the engine passes inventory order)."""
+    return [row for host, result in results for row in gpu_rows_from_result(host, result)]
 
 
 def _gflops(value: float | None) -> str:
@@ -85,7 +116,9 @@ def _gflops(value: float | None) -> str:
 def _cells(row: GpuRow) -> list[str]:
     return [
         row.host,
+        "-" if row.index is None else str(row.index),
         row.gpu,
+        row.bus_id or "-",
         f"{row.checks_passed}/{row.checks_total}",
         "-" if row.n is None else str(row.n),
         _gflops(row.naive_gflops),
@@ -95,15 +128,15 @@ def _cells(row: GpuRow) -> list[str]:
     ]
 
 
-HEADERS = ("host", "GPU", "checks", "n", "naive GFLOP/s", "tiled GFLOP/s", "cuBLAS GFLOP/s", "status")
-_STATUS_STYLE = {"ok": "green", "failed": "red", "cannot run": "red", "no result": "yellow"}
+HEADERS = ("host", "#", "GPU", "bus id", "checks", "n", "naive GFLOP/s", "tiled GFLOP/s", "cuBLAS GFLOP/s", "status")
+_STATUS_STYLE = {"ok": "green", "warning": "yellow", "failed": "red", "cannot run": "red", "no result": "yellow"}
 
 
 def render_gpu_table(rows: Sequence[GpuRow]) -> Table:
     """The rich table the engine prints after the recap; notes (warnings, diagnosis) in the last column."""
     table = Table(title="GPU verification", title_justify="left", show_lines=False)
     for header in HEADERS:
-        numeric = header in ("checks", "n") or header.endswith("GFLOP/s")
+        numeric = header in ("#", "checks", "n") or header.endswith("GFLOP/s")
         table.add_column(header, justify="right" if numeric else "left", no_wrap=header != "GPU")
     table.add_column("warnings / diagnosis", overflow="fold")
     for row in rows:
@@ -119,7 +152,7 @@ def render_gpu_text(rows: Sequence[GpuRow]) -> str:
     """Plain fixed-width text of the same table, notes listed below it: for an issue note or a log."""
     lines = [list(HEADERS)] + [_cells(row) for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
-    numeric = {2, 3, 4, 5, 6}
+    numeric = {1, 4, 5, 6, 7, 8}
     out = [
         "  ".join(
             cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))

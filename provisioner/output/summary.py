@@ -26,11 +26,10 @@ def gpu_rows(results: list[Any]) -> list[Any]:
     found = gpu_results(results)
     if not found:  # most runs: no need to import the table code (rich.table) at all
         return []
-    from provisioner.output.gpu_table import gpu_rows_from_results
+    from provisioner.output.gpu_table import gpu_rows_from_result
 
-    rows = gpu_rows_from_results([(host, data["gpu_verify"]) for host, data in found])
     return [dataclasses.replace(row, status="ok") if data.get("gpu_ok") and row.status == "failed" else row
-            for row, (_host, data) in zip(rows, found)]
+            for host, data in found for row in gpu_rows_from_result(host, data["gpu_verify"])]
 
 
 def print_summaries(results: list[Any], console: Console | Callable[[], Console]) -> None:

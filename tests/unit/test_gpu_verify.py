@@ -480,7 +480,7 @@ def test_run_gpu_proves_2048_compares_with_blas_and_times_every_kernel() -> None
     assert [(p["kernel"], p["n"]) for p in out["perf"]] == [
         (k, n) for n in (64, 128) for k in ("naive", "tiled", "cublas")
     ]
-    assert all(p["ms"] > 0 and p["gflops"] > 0 and p["calls"] >= 3 for p in out["perf"])
+    assert all(p["ms"] > 0 and p["gflops"] > 0 and p["calls"] >= 3 for p in out["perf"]), out["perf"]
 
 
 def test_a_host_like_the_captured_h100_runs_end_to_end(
@@ -594,6 +594,6 @@ def test_summary_renders_as_a_rich_table_and_as_plain_text() -> None:
     assert "gpu01" in shown and "51,669" in shown and "[no_gpu]" in shown
     text = render_gpu_text(rows)
     lines = text.splitlines()
-    assert lines[0].split()[:3] == ["host", "GPU", "checks"]
+    assert lines[0].split()[:5] == ["host", "#", "GPU", "bus", "id"]
     assert "51,669" in lines[1] and "2/2" in lines[1]
     assert "notes:" in text and "cpu01: [no_gpu]" in text

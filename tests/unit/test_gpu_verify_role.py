@@ -337,7 +337,7 @@ def test_the_summary_table_renders_from_module_results() -> None:
     text = io.StringIO()
     print_summaries([probe, ok, bad], Console(file=text, width=100, force_terminal=False))
     lines = text.getvalue().splitlines()
-    assert lines[1] == "GPU verification" and lines[2].split()[:3] == ["host", "GPU", "checks"]
+    assert lines[1] == "GPU verification" and lines[2].split()[:3] == ["host", "#", "GPU"]
     assert "gpu01" in lines[3] and "14/14" not in lines[3] and "12/14" in lines[3] and "51,669" in lines[3]
     assert lines[3].rstrip().endswith("ok") and "cannot run" in lines[4]
     assert f"cpu01: [no_gpu] {NO_GPU} -- fix: check lspci" in text.getvalue()
