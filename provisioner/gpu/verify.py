@@ -943,6 +943,31 @@ def rust_benchmark(rustc: str, rustc_banner: str, n: int = 1024, budget_ms: floa
     return {"row": row}
 
 
+RUST_PROJECT_KERNELS = {"plain": "rust_plain", "rayon": "rust_rayon", "cuda": "rust_gpu"}
+
+
+def rust_project_rows(directory: str, warnings: List[str]) -> List[Dict[str, Any]]:
+    """Perf rows from the rust_project role's timing lines (its cargo-built matmul, per user): they come
+    from the build step, so a GPU-less build box still reports its CPU figures."""
+    rows: List[Dict[str, Any]] = []
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+    except OSError:
+        return rows
+    for name in names:
+        try:
+            line = json.loads(Path(directory, name).read_text())
+            for form, timing in (line.get("forms") or {}).items():
+                row = _perf_row(RUST_PROJECT_KERNELS.get(form, "rust_" + form), int(line["n"]),
+                                float(timing["ms"]), 1)
+                row.update(correct=bool(timing.get("ok")), user=line.get("user"), source="rust_project",
+                           threads=line.get("threads"))
+                rows.append(row)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.append(f"unreadable Rust project timing {name}: {exc}")
+    return rows
+
+
 # --------------------------------------------------------------------------------------------------
 # The program
 # --------------------------------------------------------------------------------------------------
@@ -971,6 +996,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="n=1024 only, no Rust CPU figure")
     p.add_argument("--device", type=int, default=0, help="CUDA device index to test")
     p.add_argument("--no-rust", action="store_true", help="skip the Rust single-thread CPU figure")
+    p.add_argument("--rust-results", default=None,
+                   help="directory of the rust_project role's timing lines (one JSON file per user)")
     args = p.parse_args(argv)
     try:
         args.sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
@@ -1288,6 +1315,9 @@ def verify(args: argparse.Namespace) -> Tuple[Dict[str, Any], int]:
             warnings.append(f"Rust CPU matmul skipped: {rust_box['error'][:300]}{hint}")
         else:
             warnings.append("Rust CPU matmul did not finish in time; skipped")
+
+    if args.rust_results:
+        result["perf"].extend(rust_project_rows(args.rust_results, warnings))
 
     failed = [c for c in checks if c["ok"] is False]
     if gpu is None:

@@ -54,6 +54,7 @@ class Args(ModuleArgs):
     program_dir: str = "/var/lib/provision"
     required_checks: list[str] = list(GPU_CHECKS)
     probe: bool = False
+    rust_results: str | None = None                 # the rust_project role's timing lines (a directory)
 
 
 def candidate_pythons(args: Args, host: Host) -> list[str]:
@@ -176,6 +177,8 @@ def verify(args: Args, host: Host, todo: dict[str, Any]) -> dict[str, Any]:
         argv += ["--perf-table", os.path.join(where, TABLE)]
     if args.quick:
         argv.append("--quick")
+    if args.rust_results and os.path.isdir(args.rust_results):
+        argv += ["--rust-results", args.rust_results]
     try:
         res = host.run(argv, timeout=args.timeout)
     finally:

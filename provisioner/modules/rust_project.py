@@ -181,7 +181,7 @@ def plan(args: Args, host: Host) -> Change:
 def apply(args: Args, change: Change, host: Host) -> Dict[str, Any]:
     todo = change.todo
     uid, gid, path = todo["uid"], todo["gid"], todo["path"]
-    missing = []
+    missing: List[str] = []
     directory = path
     while not os.path.isdir(directory):
         missing.insert(0, directory)
