@@ -145,6 +145,9 @@ def sha256(data: bytes) -> str:
 
 def plan(args: Args, host: Host) -> Change:
     user, path = resolve(args)
+    if host.check_mode and args.crate_source != "crates-io" and not (args.source_dir and os.path.isdir(args.source_dir)):
+        return Change(True, "would write %s for %s once %s exists (installed or unpacked by the tasks before)"
+                      % (path, args.user, args.source_dir), data={"path": path, "user": args.user})
     files, forms, left_out = cargo_files(args, host)
     record_text = host.read_text(os.path.join(path, RECORD))
     try:

@@ -117,3 +117,9 @@ def test_cargo_builds_once_runs_the_plain_form_and_records_its_timing(tmp_path: 
     assert run_module("cargo_build", check=True, **args)["changed"] is False   # the binary is newer
     (path / "src/main.rs").write_text(MAIN_RS.replace("fn main() {", "fn main() {\n    let _ = 0;", 1))
     assert run_module("cargo_build", check=True, **args)["changed"] is True
+
+
+def test_check_mode_before_the_crates_are_installed_says_what_it_waits_for(tmp_path: Path) -> None:
+    res = project(tmp_path / "p", crate_source="debian", source_dir=str(tmp_path / "not-yet"), check=True)
+    assert res["changed"] and not res["failed"] and f"once {tmp_path / 'not-yet'} exists" in res["msg"]
+    assert not (tmp_path / "p").exists()
