@@ -957,6 +957,31 @@ def rust_benchmark(rustc: str, rustc_banner: str, n: int = 1024, budget_ms: floa
     return {"row": row}
 
 
+RUST_PROJECT_KERNELS = {"plain": "rust_plain", "rayon": "rust_rayon", "cuda": "rust_gpu"}
+
+
+def rust_project_rows(directory: str, warnings: List[str]) -> List[Dict[str, Any]]:
+    """Perf rows from the rust_project role's timing lines (its cargo-built matmul, per user): they come
+    from the build step, so a GPU-less build box still reports its CPU figures."""
+    rows: List[Dict[str, Any]] = []
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+    except OSError:
+        return rows
+    for name in names:
+        try:
+            line = json.loads(Path(directory, name).read_text())
+            for form, timing in (line.get("forms") or {}).items():
+                row = _perf_row(RUST_PROJECT_KERNELS.get(form, "rust_" + form), int(line["n"]),
+                                float(timing["ms"]), 1)
+                row.update(correct=bool(timing.get("ok")), user=line.get("user"), source="rust_project",
+                           threads=line.get("threads"))
+                rows.append(row)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.append(f"unreadable Rust project timing {name}: {exc}")
+    return rows
+
+
 # --------------------------------------------------------------------------------------------------
 # Health: nvidia-smi -q, the kernel log (Xid), PCIe links, clock event reasons (pure, tested from captures)
 # --------------------------------------------------------------------------------------------------
@@ -1578,6 +1603,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--burn-seconds", type=float, default=0, help="keep cuBLAS busy on every GPU this long")
     p.add_argument("--no-dcgm", action="store_true", help="do not run `dcgmi diag -r 1` even where installed")
     p.add_argument("--no-rust", action="store_true", help="skip the Rust single-thread CPU figure")
+    p.add_argument("--rust-results", default=None,
+                   help="directory of the rust_project role's timing lines (one JSON file per user)")
     args = p.parse_args(argv)
     try:
         args.sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
@@ -2000,6 +2027,8 @@ def host_warnings(run: _Run) -> None:
 
 
 def finish_rust(run: _Run) -> None:
+    if run.args.rust_results:  # the rust_project role's cargo-built timings
+        run.result["perf"].extend(rust_project_rows(run.args.rust_results, run.warnings))
     if run.rust_thread is None:
         return
     run.rust_thread.join(timeout=15)

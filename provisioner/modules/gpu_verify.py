@@ -56,6 +56,7 @@ class Args(ModuleArgs):
     program_dir: str = "/var/lib/provision"
     required_checks: list[str] = list(GPU_CHECKS)
     probe: bool = False
+    rust_results: str | None = None                 # the rust_project role's timing lines (a directory)
 
 
 def candidate_pythons(args: Args, host: Host) -> list[str]:
@@ -182,6 +183,8 @@ def verify(args: Args, host: Host, todo: dict[str, Any]) -> dict[str, Any]:
         argv += ["--devices", ",".join(str(d) for d in args.devices)]
     if args.burn_seconds:
         argv += ["--burn-seconds", str(args.burn_seconds)]
+    if args.rust_results and os.path.isdir(args.rust_results):
+        argv += ["--rust-results", args.rust_results]
     try:
         res = host.run(argv, timeout=args.timeout + int(args.burn_seconds))
     finally:

@@ -35,6 +35,11 @@ class GpuRow:
     notes: tuple[str, ...]
     index: int | None = None   # the CUDA device number on its host
     bus_id: str | None = None  # PCI bus id, e.g. 0000:3b:00.0
+    # The Rust matmul in ms (rust_project's cargo build, else verify.py's own single-thread loop), on the
+    # host's first row; the CPU ones are there on a GPU-less build box too.
+    rust_cpu_ms: float | None = None
+    rust_rayon_ms: float | None = None
+    rust_gpu_ms: float | None = None
 
 
 def _gpu_name(result: Mapping[str, Any]) -> str:
@@ -76,8 +81,13 @@ def _device_row(host: str, result: Mapping[str, Any], device: Mapping[str, Any] 
     diagnosis = result.get("diagnosis")
     if first and diagnosis:
         notes.append(f"[{diagnosis.get('code')}] {diagnosis.get('reason')} -- fix: {diagnosis.get('fix')}")
+    rust: dict[str, float] = {}
     if first:
         notes.extend(f"warning: {w}" for w in result.get("warnings") or [])
+        rust = _rust_ms(result)
+        rust_n = {p.get("n") for p in result.get("perf") or [] if p.get("kernel") in RUST_KERNELS}
+        if rust_n - {1024}:
+            notes.append("Rust timings at n=" + ", ".join(str(n) for n in sorted(rust_n)))
     return GpuRow(
         host=host,
         gpu=(info.get("name") or _gpu_name(result)) if device else _gpu_name(result),
@@ -91,7 +101,23 @@ def _device_row(host: str, result: Mapping[str, Any], device: Mapping[str, Any] 
         notes=tuple(dict.fromkeys(notes)),
         index=index,
         bus_id=info.get("pci_bus_id"),
+        rust_cpu_ms=rust.get("rust_plain", rust.get("rust_cpu_1thread")),
+        rust_rayon_ms=rust.get("rust_rayon"),
+        rust_gpu_ms=rust.get("rust_gpu"),
     )
+
+
+RUST_KERNELS = ("rust_plain", "rust_cpu_1thread", "rust_rayon", "rust_gpu")
+RUST_HEADERS = ("Rust CPU ms", "Rust rayon ms", "Rust GPU ms")
+
+
+def _rust_ms(result: Mapping[str, Any]) -> dict[str, float]:
+    """kernel -> the first timing of that kernel (one user's project; they all ran on the same box)."""
+    out: dict[str, float] = {}
+    for p in result.get("perf") or []:
+        if p.get("kernel") in RUST_KERNELS and p.get("ms") is not None:
+            out.setdefault(p["kernel"], float(p["ms"]))
+    return out
 
 
 def gpu_rows_from_result(host: str, result: Mapping[str, Any] | None) -> list[GpuRow]:
@@ -113,7 +139,22 @@ def _gflops(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def _cells(row: GpuRow) -> list[str]:
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _rust_columns(rows: Sequence[GpuRow]) -> list[int]:
+    """Which of RUST_HEADERS to show: those some host ran."""
+    values = [(r.rust_cpu_ms, r.rust_rayon_ms, r.rust_gpu_ms) for r in rows]
+    return [i for i in range(len(RUST_HEADERS)) if any(v[i] is not None for v in values)]
+
+
+def _headers(rows: Sequence[GpuRow]) -> list[str]:
+    return list(HEADERS[:-1]) + [RUST_HEADERS[i] for i in _rust_columns(rows)] + [HEADERS[-1]]
+
+
+def _cells(row: GpuRow, rust_columns: Sequence[int] = ()) -> list[str]:
+    rust = (row.rust_cpu_ms, row.rust_rayon_ms, row.rust_gpu_ms)
     return [
         row.host,
         "-" if row.index is None else str(row.index),
@@ -124,6 +165,7 @@ def _cells(row: GpuRow) -> list[str]:
         _gflops(row.naive_gflops),
         _gflops(row.tiled_gflops),
         _gflops(row.cublas_gflops),
+        *(_ms(rust[i]) for i in rust_columns),
         row.status,
     ]
 
@@ -135,13 +177,14 @@ _STATUS_STYLE = {"ok": "green", "warning": "yellow", "failed": "red", "cannot ru
 def render_gpu_table(rows: Sequence[GpuRow]) -> Table:
     """The rich table the engine prints after the recap; notes (warnings, diagnosis) in the last column."""
     table = Table(title="GPU verification", title_justify="left", show_lines=False)
-    for header in HEADERS:
-        numeric = header in ("#", "checks", "n") or header.endswith("GFLOP/s")
+    columns = _rust_columns(rows)
+    for header in _headers(rows):
+        numeric = header in ("#", "checks", "n") or header.endswith(("GFLOP/s", " ms"))
         table.add_column(header, justify="right" if numeric else "left", no_wrap=header != "GPU")
     table.add_column("warnings / diagnosis", overflow="fold")
     for row in rows:
         # Text, not str: a diagnosis such as "[no_gpu] ..." must not be read as rich markup.
-        cells = [Text(cell) for cell in _cells(row)]
+        cells = [Text(cell) for cell in _cells(row, columns)]
         cells[-1].stylize(_STATUS_STYLE.get(row.status, ""))
         cells.append(Text("\n".join(row.notes)))
         table.add_row(*cells)
@@ -150,9 +193,11 @@ def render_gpu_table(rows: Sequence[GpuRow]) -> Table:
 
 def render_gpu_text(rows: Sequence[GpuRow]) -> str:
     """Plain fixed-width text of the same table, notes listed below it: for an issue note or a log."""
-    lines = [list(HEADERS)] + [_cells(row) for row in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
-    numeric = {1, 4, 5, 6, 7, 8}
+    columns = _rust_columns(rows)
+    headers = _headers(rows)
+    lines = [headers] + [_cells(row, columns) for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+    numeric = {1, 4} | set(range(5, len(headers) - 1))
     out = [
         "  ".join(
             cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))
