@@ -25,7 +25,7 @@ CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;
 vertical-align:top}th{background:#f3f3f3}tr.bad td{background:#ffebee;color:#b71c1c}tr.ok td.status{color:#2e7d32}
-.flag{color:#b71c1c;font-weight:bold}.charts{display:flex;flex-wrap:wrap;gap:1em}.charts svg{max-width:480px;height:auto}
+.flag{color:#b71c1c;font-weight:bold}.note{color:#555}.charts{display:flex;flex-wrap:wrap;gap:1em}.charts svg{max-width:480px;height:auto}
 section.host{border-top:2px solid #ddd;margin-top:1.5em}code{font-size:12px}
 """
 
@@ -39,6 +39,17 @@ def verify_results(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
             last[r["host"]] = data["gpu_verify"]
     hosts = list(report.get("recap") or {}) or list(last)
     return [(h, last.get(h)) for h in hosts] + [(h, r) for h, r in last.items() if h not in hosts]
+
+
+def gpu_ok_hosts(report: Mapping[str, Any]) -> set[str]:
+    """Hosts whose GPU checks passed by the module's verdict (`gpu_ok`), though other checklist lines
+    (rustc missing...) failed: they read "ok", as in the run's own table (output/summary.py)."""
+    last: dict[str, bool] = {}
+    for r in report.get("results") or []:
+        data = r.get("result") or {}
+        if str(r.get("action", "")).rsplit(".", 1)[-1] == "gpu_verify" and isinstance(data.get("gpu_verify"), dict):
+            last[r["host"]] = bool(data.get("gpu_ok"))
+    return {h for h, ok in last.items() if ok}
 
 
 def _svg(fig: Any) -> str:
@@ -158,7 +169,7 @@ def _summary_table(rows: Sequence[tuple[GpuRow, Mapping[str, Any] | None]]) -> s
 
 
 def _host_section(host: str, result: Mapping[str, Any] | None, rows: Sequence[GpuRow],
-                  history: Mapping[str, Sequence[tuple[float, float]]]) -> str:
+                  history: Mapping[str, Sequence[tuple[float, float]]], gpu_ok: bool = False) -> str:
     parts = [f"<section class='host' id='host-{_e(host)}'><h2>{_e(host)}</h2>"]
     if not result:
         return parts[0] + "<p class='flag'>no result: verify.py returned nothing (unreachable?)</p></section>"
@@ -168,7 +179,7 @@ def _host_section(host: str, result: Mapping[str, Any] | None, rows: Sequence[Gp
                                     if h.get(k)) + "</p>")
     diag = result.get("diagnosis")
     if diag:
-        parts.append(f"<p class='flag'>[{_e(diag.get('code'))}] {_e(diag.get('reason'))}<br>fix: {_e(diag.get('fix'))}</p>")
+        parts.append(f"<p class='{'note' if gpu_ok else 'flag'}'>[{_e(diag.get('code'))}] {_e(diag.get('reason'))}<br>fix: {_e(diag.get('fix'))}</p>")
     charts = []
     for dev in result.get("devices") or []:
         label = f"{host} GPU {(dev.get('device') or {}).get('index')}"
@@ -190,10 +201,11 @@ def _host_section(host: str, result: Mapping[str, Any] | None, rows: Sequence[Gp
 def build_page(report: Mapping[str, Any], history_db: Path | None = None, flags: Sequence[str] = ()) -> str:
     """The whole page as one string."""
     results = verify_results(report)
+    ok_hosts = gpu_ok_hosts(report)
     rows: list[tuple[GpuRow, Mapping[str, Any] | None]] = []
     for host, result in results:
         devices = list((result or {}).get("devices") or [])
-        for i, row in enumerate(gpu_rows_from_result(host, result)):
+        for i, row in enumerate(gpu_rows_from_result(host, result, host in ok_hosts)):
             rows.append((row, devices[i] if i < len(devices) else None))
     db = sqlite3.connect(str(history_db)) if history_db and history_db.exists() else None
     try:
@@ -209,7 +221,8 @@ def build_page(report: Mapping[str, Any], history_db: Path | None = None, flags:
             f"{_e(report.get('elapsed_s'))} s</p>"]
     body += [f"<p class='flag'>{_e(f)}</p>" for f in flags]
     body.append(_summary_table(rows))
-    body += [_host_section(host, result, [r for r, _d in rows if r.host == host], histories.get(host, {}))
+    body += [_host_section(host, result, [r for r, _d in rows if r.host == host], histories.get(host, {}),
+                           gpu_ok=host in ok_hosts)
              for host, result in results]
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>GPU fleet</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -61,7 +61,7 @@ def gpu_row_from_result(host: str, result: Mapping[str, Any] | None) -> GpuRow:
 
 
 def _device_row(host: str, result: Mapping[str, Any], device: Mapping[str, Any] | None,
-                first: bool) -> GpuRow:
+                first: bool, gpu_ok: bool = False) -> GpuRow:
     """One GPU's row: the host's checks plus the GPU's own (checks carry "gpu": index), its perf figures."""
     info = (device or {}).get("device") or {}
     index = info.get("index")
@@ -73,6 +73,8 @@ def _device_row(host: str, result: Mapping[str, Any], device: Mapping[str, Any] 
     at_n = {p["kernel"]: p.get("gflops") for p in gpu_perf if p["n"] == n}
     own_failed = [c for c in checks if c.get("gpu") is not None and c["ok"] is False]
     status = _status(result)
+    if gpu_ok and status == "failed":  # the module's verdict: only checks it does not require failed (rustc...)
+        status = "ok"
     if any(c["name"] in GPU_FAILING for c in own_failed):
         status = "failed"
     elif own_failed and status == "ok":
@@ -120,14 +122,15 @@ def _rust_ms(result: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def gpu_rows_from_result(host: str, result: Mapping[str, Any] | None) -> list[GpuRow]:
-    """One row per GPU the host tested ("devices"); results without them give one row for the host."""
+def gpu_rows_from_result(host: str, result: Mapping[str, Any] | None, gpu_ok: bool = False) -> list[GpuRow]:
+    """One row per GPU the host tested ("devices"); results without them give one row for the host.
+    `gpu_ok`: the gpu_verify module's verdict (its required checks passed)."""
     if not result:
         return [GpuRow(host, "-", 0, 0, None, None, None, None, "no result", ("verify.py returned no JSON",))]
     devices = [d for d in result.get("devices") or [] if isinstance(d, dict)]
     if not devices:
-        return [_device_row(host, result, None, True)]
-    return [_device_row(host, result, d, i == 0) for i, d in enumerate(devices)]
+        return [_device_row(host, result, None, True, gpu_ok)]
+    return [_device_row(host, result, d, i == 0, gpu_ok) for i, d in enumerate(devices)]
 
 
 def gpu_rows_from_results(results: Iterable[tuple[str, Mapping[str, Any] | None]]) -> list[GpuRow]:

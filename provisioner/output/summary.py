@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +27,8 @@ def gpu_rows(results: list[Any]) -> list[Any]:
         return []
     from provisioner.output.gpu_table import gpu_rows_from_result
 
-    return [dataclasses.replace(row, status="ok") if data.get("gpu_ok") and row.status == "failed" else row
-            for host, data in found for row in gpu_rows_from_result(host, data["gpu_verify"])]
+    return [row for host, data in found
+            for row in gpu_rows_from_result(host, data["gpu_verify"], bool(data.get("gpu_ok")))]
 
 
 def print_summaries(results: list[Any], console: Console | Callable[[], Console]) -> None:

@@ -160,3 +160,16 @@ def test_apply_html_writes_the_page_for_this_machine(tmp_path: Path) -> None:
     assert f"GPU fleet page: {page}" in proc.stdout, proc.stdout + proc.stderr
     text = page.read_text()
     assert "data-host='localhost'" in text and "GPU fleet: 1 host(s)" in text
+
+
+def test_the_h200_run_reads_ok_where_only_checks_the_role_does_not_require_failed() -> None:
+    """The report of a real run on the device's H200 (60 s burn-in, no Rust installed there): the module's
+    verdict is gpu_ok, so the page's row says ok as the run's table did, and rustc stays a note, not a flag."""
+    report = json.loads((REPO / "tests" / "data" / "h200-ubuntu2404" / "run-verify-burn60.json").read_text())
+    page = build_page(report)
+    row = re.search(r"<tr class='(\w+)' data-host='localhost'>(.*?)</tr>", page, re.S)
+    assert row is not None and row.group(1) == "ok", row
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(2))
+    assert cells[4] == "ok" and cells[2] == "NVIDIA H200" and cells[9] == "Gen5 x16"
+    assert "4228.0" in cells[7] and "51.269 TFLOP/s" in cells[10]
+    assert "<p class='note'>[rustc_failed]" in page and "<p class='flag'>[rustc_failed]" not in page
