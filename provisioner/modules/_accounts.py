@@ -1,0 +1,51 @@
+"""What the account modules (user, group) share: finding shadow-utils' tools, reading /etc/shadow."""
+
+from __future__ import annotations
+
+import grp
+import os
+from typing import Any
+
+from provisioner.host.runtime import Host, ModuleError
+
+
+def find_tool(host: Host, name: str) -> str:
+    """The path of a command, also in the sbin directories a non-login PATH may lack (Ansible's get_bin_path)."""
+    path = host.which(name) or next((p for d in ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
+                                     for p in [os.path.join(d, name)] if os.access(p, os.X_OK)), None)
+    if not path:
+        raise ModuleError(f"Failed to find required executable \"{name}\" in paths: " + os.environ.get("PATH", ""))
+    return path
+
+
+def group_entry(group: str | int) -> Any:
+    """A group by gid (a number) or by name, as Ansible looks it up; None when there is none."""
+    try:
+        return grp.getgrgid(int(group))
+    except (ValueError, KeyError):
+        pass
+    try:
+        return grp.getgrnam(str(group))
+    except KeyError:
+        return None
+
+
+def shadow_entry(name: str, path: str = "/etc/shadow") -> list[str] | None:
+    """The user's /etc/shadow fields (name, password, lastchg, min, max, warn, inactive, expire, ...)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if fields[0] == name:
+                    return fields + [""] * (9 - len(fields))
+    except OSError:
+        return None
+    return None
+
+
+def shadow_int(value: str) -> int:
+    """A numeric shadow field as getspnam gives it: -1 when empty."""
+    try:
+        return int(value)
+    except ValueError:
+        return -1
