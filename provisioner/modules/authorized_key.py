@@ -16,6 +16,7 @@ import shlex
 from typing import Any, Literal, Tuple
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, text_diff
+from provisioner.modules.known_hosts import file_info
 
 KEY_TYPES = frozenset(
     ["sk-ecdsa-sha2-nistp256@openssh.com", "sk-ecdsa-sha2-nistp256-cert-v01@openssh.com", "webauthn-sk-ecdsa-sha2-nistp256@openssh.com", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256-cert-v01@openssh.com", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp384-cert-v01@openssh.com", "ecdsa-sha2-nistp521", "ecdsa-sha2-nistp521-cert-v01@openssh.com", "sk-ssh-ed25519@openssh.com", "sk-ssh-ed25519-cert-v01@openssh.com", "ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com", "ssh-dss", "ssh-rsa", "ssh-xmss@openssh.com", "ssh-xmss-cert-v01@openssh.com", "rsa-sha2-256", "rsa-sha2-512", "ssh-rsa-cert-v01@openssh.com", "rsa-sha2-256-cert-v01@openssh.com", "rsa-sha2-512-cert-v01@openssh.com", "ssh-dss-cert-v01@openssh.com"])
@@ -133,6 +134,8 @@ def key_file(args: Args, host: Host) -> tuple[str, Any]:
 def plan(args: Args, host: Host) -> Change:
     path, entry = key_file(args, host)
     data: dict[str, Any] = dict(args.as_dict(), keyfile=path)
+    if args.path:
+        data.update(file_info(host, path))
     before = (host.read_text(path) or "") if os.path.isfile(path) else ""
     keys = parse_file(before)
     max_rank, wanted, write = len(keys), [], False
@@ -187,4 +190,4 @@ def apply(args: Args, change: Change, host: Host) -> dict[str, Any]:
     except OSError:
         pass
     host.write_atomic(path, text.encode("utf-8", "surrogateescape"))
-    return {}
+    return file_info(host, path) if args.path else {}

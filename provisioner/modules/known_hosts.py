@@ -14,6 +14,7 @@ import re
 from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, text_diff
+from provisioner.modules.file import path_info
 
 ALIASES = {"host": "name"}
 
@@ -92,11 +93,18 @@ def search(lines: list[str], host: str, key: str | None) -> tuple[bool, bool, in
     return True, True, None
 
 
+def file_info(host: Host, path: str) -> dict[str, Any]:
+    """Ansible adds the stat of a result's existing `path` (its state becomes the file's: file, link...)."""
+    info = path_info(host, path)
+    return {} if info["state"] == "absent" else info
+
+
 def plan(args: Args, host: Host) -> Change:
     name, path = args.name.lower(), os.path.expanduser(args.path)
     key = args.key
     data: dict[str, Any] = {"name": args.name, "key": args.key, "path": path, "hash_host": args.hash_host,
                             "state": args.state}
+    data.update(file_info(host, path))
     if not key and args.state != "absent":
         raise ModuleError("No key specified when adding a host")
     if key:
@@ -137,9 +145,9 @@ def apply(args: Args, change: Change, host: Host) -> dict[str, Any]:
         if not keygen:
             raise ModuleError("Failed to find required executable \"ssh-keygen\" in paths: " + os.environ.get("PATH", ""))
         host.run([keygen, "-R", value, "-f", path], check=True)
-        return {}
+        return file_info(host, path)
     if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
         raise ModuleError(f"Failed to write to file {path!r}.")
     host.write_atomic(path, value.encode("utf-8", "surrogateescape"))
-    return {}
+    return file_info(host, path)
 
