@@ -1,9 +1,10 @@
-"""What the account modules (user, group) share: finding shadow-utils' tools, reading /etc/shadow."""
+"""What the account modules (user, group) share: finding shadow-utils' tools, /etc/shadow, home directories."""
 
 from __future__ import annotations
 
 import grp
 import os
+import re
 from typing import Any
 
 from provisioner.host.runtime import Host, ModuleError
@@ -49,3 +50,33 @@ def shadow_int(value: str) -> int:
         return int(value)
     except ValueError:
         return -1
+
+
+def make_home(skeleton: str | None, path: str, uid: int, gid: int) -> None:
+    """Ansible's create_homedir: a copy of the skeleton (or an empty directory), mode from login.defs, chowned."""
+    import shutil
+    skeleton = skeleton or "/etc/skel"
+    if not os.path.exists(path):
+        if os.path.exists(skeleton) and skeleton != os.devnull:
+            shutil.copytree(skeleton, path, symlinks=True)
+        else:
+            os.makedirs(path)
+        mode = 0o755
+        try:
+            with open("/etc/login.defs") as f:
+                for line in f:
+                    found = re.match(r"^HOME_MODE\s+(\d+)$", line)
+                    if found:
+                        mode = int(found.group(1), 8)
+                        break
+                    found = re.match(r"^UMASK\s+(\d+)$", line)
+                    if found:
+                        mode = 0o777 & ~int(found.group(1), 8)
+        except OSError:
+            pass
+        os.chmod(path, mode)
+    for root, _dirs, files in os.walk(path):
+        os.chown(root, uid, gid)
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chown(os.path.join(root, name), uid, gid)

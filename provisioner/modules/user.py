@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import socket
 import time
 from typing import Any, List, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
-from provisioner.modules._accounts import find_tool, group_entry, shadow_entry, shadow_int
+from provisioner.modules._accounts import find_tool, group_entry, make_home, shadow_entry, shadow_int
 
 ALIASES = {"user": "name", "createhome": "create_home"}
 REFUSED = ("local", "seuser", "login_class", "hidden", "profile", "authorization", "role", "ssh_key_passphrase")
@@ -177,41 +176,11 @@ def follow_ups(args: Args, pw: Any, host: Host) -> list[str]:
     return steps
 
 
-def make_home(args: Args, path: str, uid: int, gid: int) -> None:
-    """Ansible's create_homedir: a copy of the skeleton (or an empty directory), mode from login.defs, chowned."""
-    import shutil
-    skeleton = args.skeleton or "/etc/skel"
-    if not os.path.exists(path):
-        if os.path.exists(skeleton) and skeleton != os.devnull:
-            shutil.copytree(skeleton, path, symlinks=True)
-        else:
-            os.makedirs(path)
-        mode = 0o755
-        try:
-            with open("/etc/login.defs") as f:
-                for line in f:
-                    found = re.match(r"^HOME_MODE\s+(\d+)$", line)
-                    if found:
-                        mode = int(found.group(1), 8)
-                        break
-                    found = re.match(r"^UMASK\s+(\d+)$", line)
-                    if found:
-                        mode = 0o777 & ~int(found.group(1), 8)
-        except OSError:
-            pass
-        os.chmod(path, mode)
-    for root, _dirs, files in os.walk(path):
-        os.chown(root, uid, gid)
-        for name in files:
-            if not os.path.islink(os.path.join(root, name)):
-                os.chown(os.path.join(root, name), uid, gid)
-
-
 def run_follow_ups(args: Args, host: Host, steps: list[str], out: dict[str, Any]) -> None:
     pw = account(args.name)
     home = args.home or pw.pw_dir
     if "home" in steps:
-        make_home(args, home, pw.pw_uid, pw.pw_gid)
+        make_home(args.skeleton, home, pw.pw_uid, pw.pw_gid)
     if "ssh_key" in steps:
         key = key_path(args, home)
         if not os.path.isdir(os.path.dirname(key)):
@@ -273,8 +242,9 @@ def plan(args: Args, host: Host) -> Change:
         data["password"] = "NOT_LOGGING_PASSWORD"
     if pw is None:
         data.update(system=args.system, create_home=args.create_home)
-        return Change(True, todo=(useradd(args, host), ["new"]), diff={"before": "", "after": f"user {args.name}\n"},
-                      data=data)
+        # like Ansible, check mode says "would create" without checking the groups: a task before it may make them
+        argv = [] if host.check_mode else useradd(args, host)
+        return Change(True, todo=(argv, ["new"]), diff={"before": "", "after": f"user {args.name}\n"}, data=data)
     data.update(append=args.append, move_home=args.move_home)
     cmd, steps = usermod(args, host, pw), follow_ups(args, pw, host)
     describe(args, host, data)
@@ -297,7 +267,7 @@ def apply(args: Args, change: Change, host: Host) -> dict[str, Any]:
     if args.state == "present":
         pw = account(args.name)
         if parent_made:
-            make_home(args, args.home or pw.pw_dir, pw.pw_uid, pw.pw_gid)
+            make_home(args.skeleton, args.home or pw.pw_dir, pw.pw_uid, pw.pw_gid)
         run_follow_ups(args, host, follow_ups(args, pw, host) if steps == ["new"] else steps, out)
         describe(args, host, out)
     return out
