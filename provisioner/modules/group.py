@@ -32,6 +32,11 @@ def named_group(name: str) -> Any:
         return None
 
 
+def checked(host: Host, data: dict[str, Any]) -> dict[str, Any]:
+    """In check mode Ansible reports only `changed` for a group it would add or delete."""
+    return {} if host.check_mode else data
+
+
 def plan(args: Args, host: Host) -> Change:
     if args.local:
         raise ModuleError("local: true (libuser's lgroupadd/lgroupmod) is not supported by provision")
@@ -45,7 +50,7 @@ def plan(args: Args, host: Host) -> Change:
         if entry is None:
             return Change(False, data=data)
         argv = [find_tool(host, "groupdel")] + (["-f"] if args.force else []) + [args.name]
-        return Change(True, todo=argv, diff={"before": f"group {args.name}\n", "after": ""}, data=data)
+        return Change(True, todo=argv, diff={"before": f"group {args.name}\n", "after": ""}, data=checked(host, data))
     if entry is None:
         argv = [find_tool(host, "groupadd")]
         if args.gid is not None:
@@ -55,7 +60,8 @@ def plan(args: Args, host: Host) -> Change:
         for key, value in (("GID_MIN", args.gid_min), ("GID_MAX", args.gid_max)):
             if value is not None:
                 argv += ["-K", f"{key}={value}"]
-        return Change(True, todo=argv + [args.name], diff={"before": "", "after": f"group {args.name}\n"}, data=data)
+        return Change(True, todo=argv + [args.name], diff={"before": "", "after": f"group {args.name}\n"},
+                      data=checked(host, data))
     if args.gid is None or entry.gr_gid == args.gid:
         return Change(False, data=data)
     argv = [find_tool(host, "groupmod"), "-g", str(args.gid)] + (["-o"] if args.non_unique else []) + [args.name]

@@ -123,6 +123,8 @@ def plan(args: Args, host: Host) -> Change:
     found, replace, line_no = search(lines, name, key)
     if args.state == "absent" and key and not line_no:
         return Change(False, data=data)
+    if host.check_mode:
+        data = {}  # Ansible's check mode returns only `changed` (and the diff)
     if not (replace or found != (args.state == "present")):
         return Change(False, data=data)
     if args.state == "absent" and not key:
