@@ -108,6 +108,8 @@ def settings(args: Args) -> dict[str, Any]:
 
 
 def plan(args: Args, host: Host) -> Change:
+    if args.opts_no_log:
+        raise ModuleError("opts_no_log is not supported by provision: set `no_log: true` on the task to hide opts")
     if args.state in ("mounted", "present", "ephemeral") and (args.src is None or args.fstype is None):
         missing = ", ".join(k for k in ("src", "fstype") if getattr(args, k) is None)
         raise ModuleError(f"state is {args.state} but all of the following are missing: {missing}")

@@ -54,3 +54,9 @@ def test_unmounted_of_a_path_that_is_not_mounted_is_ok(tmp_path: Path) -> None:
 def test_mounted_needs_src_and_fstype(tmp_path: Path) -> None:
     res = run_module("mount", path="/mnt/x", state="mounted", fstab=str(tmp_path / "fstab"))
     assert res["failed"] and res["msg"] == "state is mounted but all of the following are missing: src, fstype"
+
+
+def test_opts_no_log_is_refused_not_ignored(tmp_path: Path) -> None:
+    res = run_module("mount", path="/mnt/x", src="//srv/share", fstype="cifs", opts="password=secret",
+                     opts_no_log=True, state="present", fstab=str(tmp_path / "fstab"))
+    assert res["failed"] and "opts_no_log" in res["msg"] and not (tmp_path / "fstab").exists()
