@@ -22,7 +22,8 @@ FIELDS = ("src", "name", "fstype", "opts", "dump", "passno")
 
 class Args(ModuleArgs):
     path: str
-    state: Literal["absent", "absent_from_fstab", "mounted", "present", "unmounted", "remounted", "ephemeral"]
+    # required by Ansible; checked in plan (a required Literal trips provision.validate's key-error path)
+    state: Literal["absent", "absent_from_fstab", "mounted", "present", "unmounted", "remounted", "ephemeral"] | None = None
     src: str | None = None
     fstype: str | None = None
     opts: str | None = None
@@ -108,6 +109,8 @@ def settings(args: Args) -> dict[str, Any]:
 
 
 def plan(args: Args, host: Host) -> Change:
+    if args.state is None:
+        raise ModuleError("missing required arguments: state")
     if args.opts_no_log:
         raise ModuleError("opts_no_log is not supported by provision: set `no_log: true` on the task to hide opts")
     if args.state in ("mounted", "present", "ephemeral") and (args.src is None or args.fstype is None):

@@ -51,6 +51,10 @@ def test_unmounted_of_a_path_that_is_not_mounted_is_ok(tmp_path: Path) -> None:
     assert res["changed"] is False and not res["failed"]
 
 
+def test_state_is_required(tmp_path: Path) -> None:
+    assert run_module("mount", path="/mnt/x", fstab=str(tmp_path / "fstab"))["msg"] == "missing required arguments: state"
+
+
 def test_mounted_needs_src_and_fstype(tmp_path: Path) -> None:
     res = run_module("mount", path="/mnt/x", state="mounted", fstab=str(tmp_path / "fstab"))
     assert res["failed"] and res["msg"] == "state is mounted but all of the following are missing: src, fstype"
