@@ -50,7 +50,7 @@ def plan(args: Args, host: Host) -> Change:
         if entry is None:
             return Change(False, data=data)
         argv = [find_tool(host, "groupdel")] + (["-f"] if args.force else []) + [args.name]
-        return Change(True, todo=argv, diff={"before": f"group {args.name}\n", "after": ""}, data=checked(host, data))
+        return Change(True, todo=argv, diff={"path": "/etc/group", "before": f"group {args.name}\n", "after": ""}, data=checked(host, data))
     if entry is None:
         argv = [find_tool(host, "groupadd")]
         if args.gid is not None:
@@ -60,7 +60,7 @@ def plan(args: Args, host: Host) -> Change:
         for key, value in (("GID_MIN", args.gid_min), ("GID_MAX", args.gid_max)):
             if value is not None:
                 argv += ["-K", f"{key}={value}"]
-        return Change(True, todo=argv + [args.name], diff={"before": "", "after": f"group {args.name}\n"},
+        return Change(True, todo=argv + [args.name], diff={"path": "/etc/group", "before": "", "after": f"group {args.name}\n"},
                       data=checked(host, data))
     if args.gid is None or entry.gr_gid == args.gid:
         return Change(False, data=data)

@@ -237,7 +237,7 @@ def plan(args: Args, host: Host) -> Change:
             return Change(False, data=data)
         cmd = [find_tool(host, "userdel")] + (["-f"] if args.force else []) + (["-r"] if args.remove else [])
         data.update(force=args.force, remove=args.remove)
-        return Change(True, todo=(cmd + [args.name], []), diff={"before": f"user {args.name}\n", "after": ""},
+        return Change(True, todo=(cmd + [args.name], []), diff={"path": "/etc/passwd", "before": f"user {args.name}\n", "after": ""},
                       data={} if host.check_mode else data)  # Ansible's check mode reports only `changed` here
     if args.password is not None:
         data["password"] = "NOT_LOGGING_PASSWORD"
@@ -245,7 +245,7 @@ def plan(args: Args, host: Host) -> Change:
         data.update(system=args.system, create_home=args.create_home)
         # like Ansible, check mode says "would create" without checking the groups: a task before it may make them
         argv = [] if host.check_mode else useradd(args, host)
-        return Change(True, todo=(argv, ["new"]), diff={"before": "", "after": f"user {args.name}\n"},
+        return Change(True, todo=(argv, ["new"]), diff={"path": "/etc/passwd", "before": "", "after": f"user {args.name}\n"},
                       data={} if host.check_mode else data)
     data.update(append=args.append, move_home=args.move_home)
     cmd, steps = usermod(args, host, pw), follow_ups(args, pw, host)
