@@ -80,3 +80,39 @@ def make_home(skeleton: str | None, path: str, uid: int, gid: int) -> None:
         for name in files:
             if not os.path.islink(os.path.join(root, name)):
                 os.chown(os.path.join(root, name), uid, gid)
+
+
+def run_with_passphrase(argv: list[str], passphrase: str, timeout: float = 900) -> tuple[int, str]:
+    """Run ssh-keygen answering its two passphrase prompts through a pty, so the passphrase never
+    appears in the process list (as Ansible does it). Returns (rc, output)."""
+    import pty
+    import select
+    import subprocess
+    import time
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    finally:
+        os.close(slave)
+    out, answered, deadline = b"", 0, time.monotonic() + timeout
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if not select.select([master], [], [], 0.2)[0]:
+                continue
+            try:
+                out += os.read(master, 10240)
+            except OSError:  # the child closed its side
+                break
+            prompts = out.count(b"Enter passphrase") + out.count(b"Enter same passphrase again")
+            while answered < prompts:
+                os.write(master, passphrase.encode() + b"\r")
+                answered += 1
+        try:  # the pty reads EIO once the child closed it, a moment before the child exits
+            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return 1, f"Timeout after {timeout} while reading passphrase for SSH key"
+        return rc, out.decode("utf-8", "replace")
+    finally:
+        os.close(master)

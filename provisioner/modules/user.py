@@ -15,10 +15,17 @@ import time
 from typing import Any, List, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
-from provisioner.modules._accounts import find_tool, group_entry, make_home, shadow_entry, shadow_int
+from provisioner.modules._accounts import (
+    find_tool,
+    group_entry,
+    make_home,
+    run_with_passphrase,
+    shadow_entry,
+    shadow_int,
+)
 
 ALIASES = {"user": "name", "createhome": "create_home"}
-REFUSED = ("local", "seuser", "login_class", "hidden", "profile", "authorization", "role", "ssh_key_passphrase")
+REFUSED = ("local", "seuser", "login_class", "hidden", "profile", "authorization", "role")
 
 
 class Args(ModuleArgs):
@@ -61,7 +68,7 @@ class Args(ModuleArgs):
     profile: Any = None
     authorization: Any = None
     role: Any = None
-    ssh_key_passphrase: Any = None
+    ssh_key_passphrase: str | None = None
 
 
 def account(name: str) -> Any:
@@ -192,10 +199,16 @@ def run_follow_ups(args: Args, host: Host, steps: list[str], out: dict[str, Any]
             os.unlink(key + ".pub")
         comment = args.ssh_key_comment or f"ansible-generated on {socket.gethostname()}"
         cmd = [find_tool(host, "ssh-keygen"), "-t", args.ssh_key_type] + (
-            ["-b", str(args.ssh_key_bits)] if args.ssh_key_bits > 0 else []) + ["-C", comment, "-f", key, "-N", ""]
-        res = host.run(cmd, stdin="y\n" if os.path.exists(key) else None)
-        if res.rc != 0:
-            raise ModuleError(res.stderr, name=args.name, rc=res.rc)
+            ["-b", str(args.ssh_key_bits)] if args.ssh_key_bits > 0 else []) + ["-C", comment, "-f", key]
+        if os.path.exists(key):
+            os.unlink(key)  # force: overwrite (Ansible answers ssh-keygen's "Overwrite (y/n)?" with y)
+        if args.ssh_key_passphrase is not None:
+            rc, err = run_with_passphrase(cmd, args.ssh_key_passphrase)
+        else:
+            res = host.run(cmd + ["-N", ""])
+            rc, err = res.rc, res.stderr
+        if rc != 0:
+            raise ModuleError(err, name=args.name, rc=rc)
         for path in (key, key + ".pub"):
             os.chown(path, pw.pw_uid, pw.pw_gid)
     if "chage" in steps:

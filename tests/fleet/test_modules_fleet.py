@@ -57,6 +57,9 @@ def test_system_modules_converge_and_rerun_changes_nothing(fleet_factory: Callab
     assert home.stat().st_uid == 3001 and home.stat().st_mode & 0o777 == 0o700  # login.defs HOME_MODE
     pub = (home / ".ssh/id_ed25519.pub").read_text()
     assert pub.startswith("ssh-ed25519 ") and "ansible-generated on host01" in pub
+    rc_key, pub_ta, _ = fleet.run(h, "ssh-keygen -y -P 'ta key pass' -f /home/ta1/.ssh/id_ed25519")
+    assert rc_key == 0 and pub_ta.startswith("ssh-ed25519 ")  # the passphrase was typed through a pty
+    assert fleet.run(h, "ssh-keygen -y -P '' -f /home/ta1/.ssh/id_ed25519")[0] != 0
     assert (root / "root/student.txt").read_text() == \
         "3001 2001 /home/student1 /bin/bash /home/student1/.ssh/id_ed25519\n"
     keys = home / ".ssh/authorized_keys"

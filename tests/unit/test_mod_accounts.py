@@ -6,8 +6,13 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
+
+from provisioner.modules._accounts import run_with_passphrase
 from tests.unit.modhelp import run_module
 
 ROOT = pwd.getpwnam("root")
@@ -37,8 +42,8 @@ def test_user_absent_of_a_missing_user_is_ok() -> None:
 def test_user_refuses_what_it_does_not_copy() -> None:
     res = run_module("user", check=True, name="x", local=True)
     assert res["failed"] and "local is not supported" in res["msg"]
-    res = run_module("user", check=True, name="x", generate_ssh_key=True, ssh_key_passphrase="s")
-    assert res["failed"] and "ssh_key_passphrase" in res["msg"]
+    res = run_module("user", check=True, name="x", login_class="staff")
+    assert res["failed"] and "login_class is not supported" in res["msg"]
 
 
 def test_user_missing_group_is_an_error() -> None:
@@ -68,3 +73,16 @@ def test_hostname_plan() -> None:
     assert other["changed"] and other["diff"]["after"] == "hostname = renamed-q7.lab\n"
     assert other["ansible_facts"]["ansible_hostname"] == "renamed-q7"
     assert run_module("hostname", check=True, name="x", use="openbsd")["failed"]
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (openssh-client) is not installed")
+def test_ssh_key_passphrase_goes_through_a_pty_not_the_command_line(tmp_path: Path) -> None:
+    key = tmp_path / "id_ed25519"
+    argv = ["ssh-keygen", "-t", "ed25519", "-C", "student@lab", "-f", str(key)]
+    rc, out = run_with_passphrase(argv, "s3cret pass")
+    assert rc == 0, out
+    assert "s3cret" not in " ".join(argv)
+    opened = subprocess.run(["ssh-keygen", "-y", "-P", "s3cret pass", "-f", str(key)], capture_output=True, text=True)
+    assert opened.returncode == 0 and opened.stdout.startswith("ssh-ed25519 ")
+    wrong = subprocess.run(["ssh-keygen", "-y", "-P", "wrong", "-f", str(key)], capture_output=True, text=True)
+    assert wrong.returncode != 0
