@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("-D", "--diff", action="store_true", help="show what changes in files")
             sp.add_argument("--report", help="write the whole run as JSON to this file")
             sp.add_argument("-q", "--quiet", action="store_true", help="only the recap")
+            sp.add_argument("--output", choices=("compact", "lines"), default=None,
+                            help="compact: one live line per task, a line only for changed/failed/unreachable "
+                                 "hosts (default on a terminal); lines: a line per host and task, as Ansible "
+                                 "(default when piped)")
             _listing_options(sp)
     sp = sub.add_parser("init", help="write a starter lab (inventory, lab.yml, group_vars) into a new directory")
     sp.add_argument("directory")
@@ -197,7 +201,13 @@ def _apply(args: argparse.Namespace, playbook: Any, inventory: Any, options: Any
     from provisioner.output.events import Output
     from provisioner.output.report import write_report
 
-    output = Output(verbosity=options.verbosity, quiet=getattr(args, "quiet", False))
+    mode = getattr(args, "output", None) or ("compact" if sys.stdout.isatty() else "lines")
+    output: Output
+    if mode == "compact":
+        from provisioner.output.live import CompactOutput
+        output = CompactOutput(verbosity=options.verbosity, quiet=getattr(args, "quiet", False))
+    else:
+        output = Output(verbosity=options.verbosity, quiet=getattr(args, "quiet", False))
     t0 = time.monotonic()
     runner = Runner(playbook, inventory, options, output, loader)
     import gc

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ class Runner:
             python = str(hvars.get("ansible_python_interpreter", "python3"))
             if python == "auto" or python.startswith("auto_"):
                 python = "python3"
-            session = AgentSession(conn, python=python)
+            session = AgentSession(conn, python=python, on_progress=partial(self.output.host_progress, hr.name))
             hr.session = session
             reply = session.start({"op": "facts"})
         except (TemplateError, UserError) as exc:  # UserError: fake facts outside check mode, or unreadable
@@ -260,9 +261,11 @@ class Runner:
             hr.notified = []
         fresh = [hr for hr in runs if hr.session is None]
         if fresh:
+            self.output.step_start(len(fresh))
             self.output.task_start("Gathering Facts", None)
-            for result in self._parallel(fresh, self.connect):
+            for result in self._parallel(fresh, lambda hr: self._finished(self.connect(hr))):
                 self._record(result)
+            self.output.step_end()
         live = [hr for hr in runs if not hr.unreachable and hr.session is not None]
         programs: dict[str, HostProgram] = {hr.name: self._host_program(hr, play) for hr in live}
         pending: dict[str, Task] = {}
@@ -274,16 +277,19 @@ class Runner:
                 raise Interrupted()
             step = list(pending.items())
             shown: set[int] = set()
+            self.output.step_start(len(step))
             for name, task in step:
                 if id(task) not in shown:
                     shown.add(id(task))
                     self.output.task_start(self._shown_name(name, task), task)
-            results = self._parallel(step, lambda item: self.task_runner.apply(self.hosts[item[0]], item[1]))
+            results = self._parallel(
+                step, lambda item: self._finished(self.task_runner.apply(self.hosts[item[0]], item[1])))
             failed_now = []
             for (name, _), result in zip(step, results):
                 self._record(result)
                 if result.status in (FAILED, UNREACHABLE) and not result.ignored:
                     failed_now.append(name)
+            self.output.step_end()
             for (name, _), result in zip(step, results):
                 self._advance(name, programs[name], result, pending, programs)
             if failed_now and (play.any_errors_fatal or any(
@@ -335,6 +341,11 @@ class Runner:
             if self.interrupted.is_set():
                 raise Interrupted()
         return [f.result() for f in futures]
+
+    def _finished(self, result: TaskResult) -> TaskResult:
+        """A host's task is done (in its worker thread): the live view counts it now."""
+        self.output.host_finished(result)
+        return result
 
     def _record(self, result: TaskResult) -> None:
         hr = self.hosts[result.host]
