@@ -26,10 +26,12 @@ class CompactOutput(Output):
     """One line per task; in place on a terminal (`live`), else only each task's final line."""
 
     def __init__(self, verbosity: int = 0, stream: TextIO | None = None, quiet: bool = False,
-                 show_skipped: bool = True, colour: bool | None = None, live: bool | None = None) -> None:
+                 show_skipped: bool = True, colour: bool | None = None, live: bool | None = None,
+                 width: int | None = None) -> None:
         super().__init__(verbosity, stream, quiet, show_skipped, colour)
         isatty = getattr(self.stream, "isatty", None)
         self.live = bool(isatty and isatty()) if live is None else live
+        self.width = width  # None: the terminal's, asked at each redraw (it may be resized)
         self._lock = threading.RLock()  # type: ignore[assignment]  # _print is called while drawing
         self._name: str | None = None
         self._others = 0
@@ -130,7 +132,7 @@ class CompactOutput(Output):
     def _draw(self) -> None:
         if not self.live or self.quiet or self._name is None:
             return
-        self.stream.write("\r" + redact(self._line(final=False, width=_width(self.stream))) + "\x1b[K")
+        self.stream.write("\r" + redact(self._line(final=False, width=self.width or _width(self.stream))) + "\x1b[K")
         self.stream.flush()
         self._drawn = True
 
