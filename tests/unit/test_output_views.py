@@ -9,27 +9,9 @@ import re
 from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, HostStats, TaskResult
 from provisioner.output.events import Output, natural_key
 from provisioner.output.live import CompactOutput
+from tests.terminal import screen
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def screen(raw: str) -> list[str]:
-    """What a terminal shows for text written with \\r and erase-to-end-of-line (ESC [K)."""
-    lines: list[str] = []
-    line, col = "", 0
-    for token in re.split(r"(\r|\n|\x1b\[K)", raw):
-        if token == "\n":
-            lines.append(line)
-            line, col = "", 0
-        elif token == "\r":
-            col = 0
-        elif token == "\x1b[K":
-            line = line[:col]
-        else:
-            line = line[:col] + token + line[col + len(token):]
-            col += len(token)
-    lines.append(line)
-    return lines
 
 
 def step(out: Output, task: str, results: list[TaskResult]) -> None:
