@@ -102,10 +102,7 @@ class CompactOutput(Output):
             self._name, self._total = None, 0
 
     def interrupted(self) -> None:
-        self._stop_ticker()
-        with self._lock:
-            self._clear()
-            self._name, self._total = None, 0
+        self.step_end()  # the running task's line stays, with what had finished
         super().interrupted()
 
     # -- drawing ------------------------------------------------------------------------------
@@ -160,7 +157,8 @@ class CompactOutput(Output):
         done = sum(self._counts.values())
         elapsed = time.monotonic() - self._started
         if final:
-            parts.append((f"({done} host{'s' if done != 1 else ''}, {_duration(elapsed)})", ""))
+            hosts = f"{done}/{self._total} hosts" if done < self._total else f"{done} host{'s' if done != 1 else ''}"
+            parts.append((f"({hosts}, {_duration(elapsed)})", ""))
         else:
             filled = _BAR * done // self._total if self._total else 0
             parts.append(("[" + "#" * filled + "-" * (_BAR - filled) + "]", ""))

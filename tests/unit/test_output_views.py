@@ -115,3 +115,17 @@ def test_recap_colours_each_count_as_ansible_does() -> None:
     assert "\x1b[31munreachable=1   \x1b[0m" in raw["web3"]
     assert "changed=0    " in raw["web2"] and "\x1b[33mchanged=0" not in raw["web2"]  # a 0 stays plain
     assert lines["web1"].startswith("web1  : ok=3    changed=1")
+
+
+def test_an_interrupt_leaves_the_running_task_line_with_what_finished() -> None:
+    stream = io.StringIO()
+    out = CompactOutput(stream=stream, colour=False, live=True, width=200)
+    out.step_start(3)
+    out.task_start("Install CUDA", None)
+    out.host_finished(TaskResult("a", "Install CUDA", "apt", CHANGED))
+    out.interrupted()
+    shown = [line for line in screen(stream.getvalue()) if line]
+    assert shown[0] == "changed: [a]"
+    assert re.fullmatch(r"TASK \[Install CUDA\] ok=0 changed=1 failed=0 skipped=0 unreachable=0 \(1/3 hosts, .*\)",
+                        shown[1])
+    assert shown[2].startswith("Interrupted: stopping now")
