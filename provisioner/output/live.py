@@ -20,6 +20,7 @@ from provisioner.vault import redact
 _COUNTS = ((OK, "green"), (CHANGED, "yellow"), (FAILED, "red"), (SKIPPED, "cyan"), (UNREACHABLE, "red"))
 _BAR = 20
 _TICK = 0.5  # seconds between redraws of a running task's line (its elapsed time)
+_MIN_REDRAW = 0.05  # at most 20 redraws a second for hosts finishing or reporting progress
 
 
 class CompactOutput(Output):
@@ -27,11 +28,12 @@ class CompactOutput(Output):
 
     def __init__(self, verbosity: int = 0, stream: TextIO | None = None, quiet: bool = False,
                  show_skipped: bool = True, colour: bool | None = None, live: bool | None = None,
-                 width: int | None = None) -> None:
+                 width: int | None = None, min_redraw: float = _MIN_REDRAW) -> None:
         super().__init__(verbosity, stream, quiet, show_skipped, colour)
         isatty = getattr(self.stream, "isatty", None)
         self.live = bool(isatty and isatty()) if live is None else live
         self.width = width  # None: the terminal's, asked at each redraw (it may be resized)
+        self.min_redraw = min_redraw
         self._lock = threading.RLock()  # type: ignore[assignment]  # _print is called while drawing
         self._name: str | None = None
         self._others = 0
@@ -41,6 +43,7 @@ class CompactOutput(Output):
         self._progress: dict[str, dict[str, Any]] = {}
         self._started = 0.0
         self._drawn = False
+        self._drawn_at = 0.0
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -78,7 +81,7 @@ class CompactOutput(Output):
                 if line is not None:
                     self._print(line)
             else:
-                self._draw()
+                self._draw(soon=sum(self._counts.values()) < self._total)
 
     def host_result(self, result: TaskResult) -> None:
         if self._name is None and not self._total:   # outside a step (nothing today): as a line
@@ -90,7 +93,7 @@ class CompactOutput(Output):
         with self._lock:
             self._progress.pop(host, None)
             self._progress[host] = info  # the latest reporter last
-            self._draw()
+            self._draw(soon=True)
 
     def step_end(self) -> None:
         self._stop_ticker()
@@ -126,9 +129,15 @@ class CompactOutput(Output):
             self.stream.write("\r\x1b[K")
             self._drawn = False
 
-    def _draw(self) -> None:
+    def _draw(self, soon: bool = False) -> None:
+        """Redraw the task's line; `soon`: unless it was drawn in the last `min_redraw` s (200 hosts finishing
+        at once, or reporting progress, need not cost 200 redraws: the ticker catches up)."""
         if not self.live or self.quiet or self._name is None:
             return
+        now = time.monotonic()
+        if soon and self._drawn and now - self._drawn_at < self.min_redraw:
+            return
+        self._drawn_at = now
         self.stream.write("\r" + redact(self._line(final=False, width=self.width or _width(self.stream))) + "\x1b[K")
         self.stream.flush()
         self._drawn = True

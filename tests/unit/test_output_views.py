@@ -31,7 +31,7 @@ def results(task: str, statuses: dict[str, str]) -> list[TaskResult]:
 
 def test_compact_view_counts_hosts_and_shows_only_changed_failed_unreachable() -> None:
     stream = io.StringIO()
-    out = CompactOutput(stream=stream, colour=False, live=True, width=200)
+    out = CompactOutput(stream=stream, colour=False, live=True, width=200, min_redraw=0)
     statuses = {f"node{i}": OK for i in range(1, 11)}
     statuses.update(node3=CHANGED, node4=FAILED, node5=UNREACHABLE, node6=SKIPPED)
     step(out, "Install tools", results("Install tools", statuses))
@@ -49,7 +49,7 @@ def test_compact_view_counts_hosts_and_shows_only_changed_failed_unreachable() -
 
 def test_verbose_compact_view_brings_back_every_host_line() -> None:
     stream = io.StringIO()
-    out = CompactOutput(verbosity=1, stream=stream, colour=False, live=True, width=200)
+    out = CompactOutput(verbosity=1, stream=stream, colour=False, live=True, width=200, min_redraw=0)
     step(out, "t", results("t", {"a": OK, "b": SKIPPED, "c": CHANGED}))
     shown = [line for line in screen(stream.getvalue()) if line]
     assert shown[:3] == ["ok: [a]", "skipped: [b]", "changed: [c]"]
@@ -57,7 +57,7 @@ def test_verbose_compact_view_brings_back_every_host_line() -> None:
 
 def test_progress_of_a_host_shows_on_the_task_line_until_it_finishes() -> None:
     stream = io.StringIO()
-    out = CompactOutput(stream=stream, colour=False, live=True, width=200)
+    out = CompactOutput(stream=stream, colour=False, live=True, width=200, min_redraw=0)
     out.step_start(3)
     out.task_start("Install CUDA", None)
     out.host_progress("host07", {"tool": "apt", "phase": "download", "percent": 43.2})
@@ -68,7 +68,7 @@ def test_progress_of_a_host_shows_on_the_task_line_until_it_finishes() -> None:
 
 
 def test_a_long_line_is_cut_to_the_terminal_width() -> None:
-    out = CompactOutput(stream=io.StringIO(), colour=False, live=True, width=200)
+    out = CompactOutput(stream=io.StringIO(), colour=False, live=True, width=200, min_redraw=0)
     out.step_start(2)
     out.task_start("x" * 200, None)
     line = out._line(final=False, width=60)
@@ -119,7 +119,7 @@ def test_recap_colours_each_count_as_ansible_does() -> None:
 
 def test_an_interrupt_leaves_the_running_task_line_with_what_finished() -> None:
     stream = io.StringIO()
-    out = CompactOutput(stream=stream, colour=False, live=True, width=200)
+    out = CompactOutput(stream=stream, colour=False, live=True, width=200, min_redraw=0)
     out.step_start(3)
     out.task_start("Install CUDA", None)
     out.host_finished(TaskResult("a", "Install CUDA", "apt", CHANGED))
@@ -129,3 +129,13 @@ def test_an_interrupt_leaves_the_running_task_line_with_what_finished() -> None:
     assert re.fullmatch(r"TASK \[Install CUDA\] ok=0 changed=1 failed=0 skipped=0 unreachable=0 \(1/3 hosts, .*\)",
                         shown[1])
     assert shown[2].startswith("Interrupted: stopping now")
+
+
+def test_many_hosts_finishing_at_once_cost_few_redraws() -> None:
+    stream = io.StringIO()
+    out = CompactOutput(stream=stream, colour=False, live=True, width=200)   # at most 20 redraws a second
+    step(out, "t", results("t", {f"h{i}": OK for i in range(200)}))
+    drawn = stream.getvalue().count("\rTASK [t]")
+    assert drawn <= 5, drawn
+    assert "] 0/200 " in stream.getvalue() and "] 200/200 " in stream.getvalue()  # first and last always drawn
+    assert screen(stream.getvalue())[0].startswith("TASK [t] ok=200 changed=0 failed=0 skipped=0 unreachable=0 (200 hosts")
