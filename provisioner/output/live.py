@@ -39,7 +39,7 @@ class CompactOutput(Output):
         self._others = 0
         self._total = 0
         self._counts: dict[str, int] = {}
-        self._seen: set[int] = set()
+        self._seen: dict[int, TaskResult] = {}  # by identity, held so that an id is not reused
         self._progress: dict[str, dict[str, Any]] = {}
         self._started = 0.0
         self._drawn = False
@@ -60,7 +60,7 @@ class CompactOutput(Output):
         with self._lock:
             self._name, self._others, self._total = None, 0, hosts
             self._counts = {}
-            self._seen = set()
+            self._seen = {}
             self._progress = {}
             self._started = time.monotonic()
         if self.live and not self.quiet:
@@ -70,9 +70,9 @@ class CompactOutput(Output):
 
     def host_finished(self, result: TaskResult) -> None:
         with self._lock:
-            if id(result) in self._seen:
+            if self._seen.get(id(result)) is result:
                 return
-            self._seen.add(id(result))
+            self._seen[id(result)] = result
             key = "ignored" if result.status == FAILED and result.ignored else result.status
             self._counts[key] = self._counts.get(key, 0) + 1
             self._progress.pop(result.host, None)
@@ -175,7 +175,8 @@ class CompactOutput(Output):
             parts.append((_duration(elapsed), ""))
             if self._progress:
                 host, info = next(reversed(self._progress.items()))
-                parts.append((_describe(info, host), "magenta"))
+                more = f" (+{len(self._progress) - 1})" if len(self._progress) > 1 else ""
+                parts.append((_describe(info, host) + more, "magenta"))  # +N: other hosts reporting
         return self._fit(parts, width)
 
     def _fit(self, parts: list[tuple[str, str]], width: int) -> str:

@@ -62,6 +62,10 @@ def test_progress_of_a_host_shows_on_the_task_line_until_it_finishes() -> None:
     out.task_start("Install CUDA", None)
     out.host_progress("host07", {"tool": "apt", "phase": "download", "percent": 43.2})
     assert screen(stream.getvalue())[-1].endswith("0/3 0.0s apt download 43% host07")
+    out.host_progress("host08", {"tool": "apt", "phase": "install", "percent": 7})
+    assert screen(stream.getvalue())[-1].endswith("0/3 0.0s apt install 7% host08 (+1)")
+    out.host_finished(TaskResult("host08", "Install CUDA", "apt", CHANGED))
+    assert screen(stream.getvalue())[-1].endswith("1/3 0.0s apt download 43% host07")
     out.host_finished(TaskResult("host07", "Install CUDA", "apt", CHANGED))
     assert "host07" not in screen(stream.getvalue())[-1]
     out.step_end()
