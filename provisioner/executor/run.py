@@ -171,7 +171,8 @@ class Runner:
             python = str(hvars.get("ansible_python_interpreter", "python3"))
             if python == "auto" or python.startswith("auto_"):
                 python = "python3"
-            session = AgentSession(conn, python=python, on_progress=partial(self.output.host_progress, hr.name))
+            session = AgentSession(conn, python=python)
+            session.on_progress = partial(self.output.host_progress, hr.name)  # apt's percentage...
             hr.session = session
             reply = session.start({"op": "facts"})
         except (TemplateError, UserError) as exc:  # UserError: fake facts outside check mode, or unreadable
