@@ -201,7 +201,9 @@ def _apply(args: argparse.Namespace, playbook: Any, inventory: Any, options: Any
     from provisioner.output.events import Output
     from provisioner.output.report import write_report
 
-    mode = getattr(args, "output", None) or ("compact" if sys.stdout.isatty() else "lines")
+    # the live view redraws its line in place: a terminal that can (not TERM=dumb) gets it by default
+    live = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    mode = getattr(args, "output", None) or ("compact" if live else "lines")
     output: Output
     if mode == "compact":
         from provisioner.output.live import CompactOutput

@@ -31,7 +31,9 @@ class CompactOutput(Output):
                  width: int | None = None, min_redraw: float = _MIN_REDRAW) -> None:
         super().__init__(verbosity, stream, quiet, show_skipped, colour)
         isatty = getattr(self.stream, "isatty", None)
-        self.live = bool(isatty and isatty()) if live is None else live
+        if live is None:  # redrawing in place needs a terminal that understands ESC [K
+            live = bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
+        self.live = live
         self.width = width  # None: the terminal's, asked at each redraw (it may be resized)
         self.min_redraw = min_redraw
         self._lock = threading.RLock()  # type: ignore[assignment]  # _print is called while drawing
