@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--html", metavar="FILE", help="write the GPU fleet page (needs the `report` extra)")
             sp.add_argument("--history", metavar="DB", help="the GPU history file (default: "
                             "$PROVISION_HISTORY or $XDG_STATE_HOME/provision/history.sqlite)")
+            sp.add_argument("--output", choices=("compact", "lines"), default=None,
+                            help="compact: one live line per task, a line only for changed/failed/unreachable "
+                                 "hosts (default on a terminal); lines: a line per host and task, as Ansible "
+                                 "(default when piped)")
             _listing_options(sp)
     sp = sub.add_parser("init", help="write a starter lab (inventory, lab.yml, group_vars) into a new directory")
     sp.add_argument("directory")
@@ -206,7 +210,15 @@ def _apply(args: argparse.Namespace, playbook: Any, inventory: Any, options: Any
     from provisioner.output.events import Output
     from provisioner.output.report import write_report
 
-    output = Output(verbosity=options.verbosity, quiet=getattr(args, "quiet", False))
+    # the live view redraws its line in place: a terminal that can (not TERM=dumb) gets it by default
+    live = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    mode = getattr(args, "output", None) or ("compact" if live else "lines")
+    output: Output
+    if mode == "compact":
+        from provisioner.output.live import CompactOutput
+        output = CompactOutput(verbosity=options.verbosity, quiet=getattr(args, "quiet", False))
+    else:
+        output = Output(verbosity=options.verbosity, quiet=getattr(args, "quiet", False))
     t0 = time.monotonic()
     runner = Runner(playbook, inventory, options, output, loader)
     import gc

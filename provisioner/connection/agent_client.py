@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from provisioner.connection.base import Connection, Stream, Unreachable
-from provisioner.host.agent import BOOT_CODE, BOOT_MARKER
+from provisioner.host.agent import BOOT_CODE, BOOT_MARKER, PROGRESS_PREFIX
 from provisioner.host.bundle import bundle_line
 
 
@@ -20,8 +21,11 @@ class AgentError(Exception):
 
 
 class AgentSession:
-    def __init__(self, connection: Connection, python: str = "python3") -> None:
+    def __init__(self, connection: Connection, python: str = "python3",
+                 on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.connection = connection
+        # progress lines a module sends while it runs (apt's percentage...), before its reply
+        self.on_progress = on_progress
         self.python = python
         self.stream: Stream | None = None
         self._next_id = 0
@@ -75,6 +79,9 @@ class AgentSession:
             try:
                 self.stream.write(prefix + json.dumps(request, default=str).encode() + b"\n")
                 line = self.stream.readline()
+                while line.startswith(PROGRESS_PREFIX):
+                    self._progress(line)
+                    line = self.stream.readline()
             except Unreachable as exc:
                 if prefix and ("not found" in str(exc) or "No such file" in str(exc)):
                     raise Unreachable(f"{self.connection.name}: {self.python} not found on the host ({exc}); "
@@ -93,6 +100,19 @@ class AgentSession:
             raise AgentError(f"{self.connection.name}: reply out of order")
         reply.pop("id", None)
         return reply
+
+    def _progress(self, line: bytes) -> None:
+        if self.on_progress is None:
+            return
+        try:
+            info = json.loads(line.decode()).get("_progress")
+        except ValueError:
+            return
+        if isinstance(info, dict):
+            try:
+                self.on_progress(info)
+            except Exception:  # the live view must never break a host's run
+                pass
 
     def close(self) -> None:
         if self.stream is not None:

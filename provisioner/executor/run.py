@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,7 @@ class Runner:
             if python == "auto" or python.startswith("auto_"):
                 python = "python3"
             session = AgentSession(conn, python=python)
+            session.on_progress = partial(self.output.host_progress, hr.name)  # apt's percentage...
             hr.session = session
             if self.play is not None and starts_without_python(self.play):
                 # `gather_facts: false` and `raw` tasks: connect now, start the agent at the first other task
@@ -270,9 +272,11 @@ class Runner:
             hr.notified = []
         fresh = [hr for hr in runs if hr.session is None]
         if fresh:
+            self.output.step_start(len(fresh))
             self.output.task_start("Gathering Facts", None)
-            for result in self._parallel(fresh, self.connect):
+            for result in self._parallel(fresh, lambda hr: self._finished(self.connect(hr))):
                 self._record(result)
+            self.output.step_end()
         live = [hr for hr in runs if not hr.unreachable and hr.session is not None]
         programs: dict[str, HostProgram] = {hr.name: self._host_program(hr, play) for hr in live}
         pending: dict[str, Task] = {}
@@ -284,16 +288,19 @@ class Runner:
                 raise Interrupted()
             step = list(pending.items())
             shown: set[int] = set()
+            self.output.step_start(len(step))
             for name, task in step:
                 if id(task) not in shown:
                     shown.add(id(task))
                     self.output.task_start(self._shown_name(name, task), task)
-            results = self._parallel(step, lambda item: self.task_runner.apply(self.hosts[item[0]], item[1]))
+            results = self._parallel(
+                step, lambda item: self._finished(self.task_runner.apply(self.hosts[item[0]], item[1])))
             failed_now = []
             for (name, _), result in zip(step, results):
                 self._record(result)
                 if result.status in (FAILED, UNREACHABLE) and not result.ignored:
                     failed_now.append(name)
+            self.output.step_end()
             for (name, _), result in zip(step, results):
                 self._advance(name, programs[name], result, pending, programs)
             if failed_now and (play.any_errors_fatal or any(
@@ -345,6 +352,11 @@ class Runner:
             if self.interrupted.is_set():
                 raise Interrupted()
         return [f.result() for f in futures]
+
+    def _finished(self, result: TaskResult) -> TaskResult:
+        """A host's task is done (in its worker thread): the live view counts it now."""
+        self.output.host_finished(result)
+        return result
 
     def _record(self, result: TaskResult) -> None:
         hr = self.hosts[result.host]

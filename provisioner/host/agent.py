@@ -25,6 +25,9 @@ from provisioner.host.dispatch import execute_module
 from provisioner.host.runtime import Host
 
 BOOT_MARKER = b"#provision-boot"
+# A progress line travels on the same channel as the replies, before the reply to its request:
+# {"_progress": {...}, "id": N}. The controller passes it to a callback and reads on.
+PROGRESS_PREFIX = b'{"_progress"'
 _CHILDREN: Dict[int, subprocess.Popen] = {}  # type: ignore[type-arg]
 _LOCK = threading.Lock()
 
@@ -75,12 +78,17 @@ class SubAgent:
         if hello.get("failed"):
             raise RuntimeError(hello.get("msg"))
 
-    def call(self, request: Dict[str, Any]) -> Dict[str, Any]:
+    def call(self, request: Dict[str, Any], relay: Optional[Callable[[bytes], None]] = None) -> Dict[str, Any]:
+        """One request; the child's progress lines go to `relay` as they come (raw, to be forwarded)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write(json.dumps(request).encode() + b"\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
+            while line.startswith(PROGRESS_PREFIX):
+                if relay is not None:
+                    relay(line)
+                line = self.proc.stdout.readline()
         except BrokenPipeError:
             line = b""
         if not line:
@@ -107,8 +115,10 @@ class SubAgent:
 
 
 class Agent:
-    def __init__(self, bundle_line: bytes) -> None:
+    def __init__(self, bundle_line: bytes, send: Optional[Callable[[bytes], None]] = None) -> None:
         self.bundle_line = bundle_line
+        self.send = send  # writes one line to the controller (progress lines; None: nobody listens)
+        self.request_id: Any = None
         self.facts: Dict[str, Any] = {}
         self.subagents: Dict[str, SubAgent] = {}
         self.user = _current_user()
@@ -126,7 +136,7 @@ class Agent:
                 self.subagents[user] = sub
                 if self.facts:
                     sub.call({"op": "set_facts", "facts": self.facts})
-            return sub.call(req)
+            return sub.call(req, relay=self.send)
         op = req.get("op")
         if op == "hello":
             return {"python": sys.version.split()[0], "executable": sys.executable, "user": self.user,
@@ -157,8 +167,13 @@ class Agent:
         module = importlib.import_module("provisioner.modules." + req["module"])
         args = module.Args(**req.get("args", {}))
         host = Host(facts=self.facts, check_mode=bool(req.get("check")), diff_mode=bool(req.get("diff")),
-                    env=req.get("env") or {})
+                    env=req.get("env") or {}, progress=self.progress if self.send is not None else None)
         return execute_module(module, args, host)
+
+
+    def progress(self, info: Dict[str, Any]) -> None:
+        if self.send is not None:
+            self.send(json.dumps({"_progress": info, "id": self.request_id}).encode() + b"\n")
 
 
 def _current_user() -> str:
@@ -208,11 +223,26 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None) -> N
     process ends without the interpreter's teardown, which would cost the host a few ms.
     """
     _track_popen()
-    agent = Agent(bundle_line)
     stdin = sys.stdin.buffer
     out = sys.stdout.buffer
     requests = _Lines()
     closed = threading.Event()
+    write_lock = threading.Lock()
+
+    def send(line: bytes) -> None:
+        """One line to the controller: a reply, or a progress line from a module's reader thread."""
+        with write_lock:
+            out.write(line)
+            out.flush()
+
+    def send_progress(line: bytes) -> None:
+        if not closed.is_set():
+            try:
+                send(line)
+            except (BrokenPipeError, ValueError):
+                pass
+
+    agent = Agent(bundle_line, send=send_progress)
 
     def reader() -> None:
         while True:
@@ -233,7 +263,7 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None) -> N
             break
         try:
             req = json.loads(line.decode())
-            rid = req.get("id")
+            rid = agent.request_id = req.get("id")
             resp = agent.handle(req)
         except Exception as exc:
             import traceback
@@ -244,8 +274,7 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None) -> N
         if closed.is_set():
             break
         try:
-            out.write(json.dumps(resp, default=str).encode() + b"\n")
-            out.flush()
+            send(json.dumps(resp, default=str).encode() + b"\n")
         except BrokenPipeError:
             break
     _kill_children()

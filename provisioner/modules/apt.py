@@ -11,7 +11,7 @@ import fnmatch
 import os
 import re
 import time
-from typing import Any, Literal
+from typing import Any, Literal, Optional, Tuple
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 
@@ -178,8 +178,50 @@ def plan(args: Args, host: Host) -> Change:
     return Change(True, ("would " if host.check_mode else "") + ", ".join(what), todo=todo, data=data)
 
 
+def parse_status(line: str) -> Optional[Tuple[str, float, str]]:
+    """One line of apt-get's APT::Status-Fd as (phase, percent, text): 'download' for dlstatus,
+    'install' for pmstatus; None for other kinds (pmconffile, pmerror, media-change) or noise.
+    The text may hold colons; the package field (pmstatus) may too (name:arch)."""
+    kind, _, rest = line.partition(":")
+    phase = {"dlstatus": "download", "pmstatus": "install"}.get(kind)
+    if phase is None:
+        return None
+    fields = rest.split(":")
+    for i in range(1, len(fields)):  # the percent is the first number after the first field
+        try:
+            percent = float(fields[i])
+        except ValueError:
+            continue
+        return phase, max(0.0, min(100.0, percent)), ":".join(fields[i + 1:]).strip()
+    return None
+
+
+class StatusReporter:
+    """Turns Status-Fd lines into progress messages: on a new phase or whole percent, at most 4 a second."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.last: tuple[str, int] = ("", -1)
+        self.sent_at = 0.0
+
+    def __call__(self, line: str) -> None:
+        parsed = parse_status(line)
+        if parsed is None:
+            return
+        phase, percent, text = parsed
+        key = (phase, int(percent))
+        now = time.monotonic()
+        if key == self.last or (key[0] == self.last[0] and now - self.sent_at < 0.25):
+            return
+        self.last, self.sent_at = key, now
+        self.host.progress({"tool": "apt", "phase": phase, "percent": round(percent, 1), "text": text[:80]})
+
+
 def run_apt(host: Host, argv: list[str]) -> dict[str, Any]:
-    res = host.run(argv, env=ENV)
+    if host.reports_progress:   # someone watches: stream apt's own progress (no cost otherwise)
+        res = host.run_reporting(argv, lambda fd: ["-o", f"APT::Status-Fd={fd}"], StatusReporter(host), env=ENV)
+    else:
+        res = host.run(argv, env=ENV)
     data: dict[str, Any] = {"rc": res.rc, "stdout": res.stdout, "stderr": res.stderr,
                             "stdout_lines": res.stdout.splitlines()}
     if res.rc != 0:
@@ -196,7 +238,11 @@ def apply(args: Args, change: Change, host: Host) -> dict[str, Any]:
     todo = change.todo
     out: dict[str, Any] = {"changed": False}
     if todo["update"]:
-        res = host.run(["apt-get", "update", "-q", "-o", f"DPkg::Lock::Timeout={args.lock_timeout}"], env=ENV)
+        argv = ["apt-get", "update", "-q", "-o", f"DPkg::Lock::Timeout={args.lock_timeout}"]
+        if host.reports_progress:
+            res = host.run_reporting(argv, lambda fd: ["-o", f"APT::Status-Fd={fd}"], StatusReporter(host), env=ENV)
+        else:
+            res = host.run(argv, env=ENV)
         if res.rc != 0:
             raise ModuleError(f"Failed to update apt cache: {apt_errors(res.stderr + res.stdout)}",
                               rc=res.rc, stdout=res.stdout, stderr=res.stderr)

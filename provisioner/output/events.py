@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, TextIO
@@ -79,9 +80,28 @@ class Output:
             self._last_task = name
             self._print(self.style(f"TASK [{name}]", "bold"))
 
+    # Events the live view (output/live.py) uses; the per-host lines need none of them.
+    def step_start(self, hosts: int) -> None:
+        """A step of the linear strategy begins: `hosts` hosts each run one task."""
+
+    def host_finished(self, result: TaskResult) -> None:
+        """A host's task ended (from its worker thread), before the step's results are recorded."""
+
+    def host_progress(self, host: str, info: dict[str, Any]) -> None:
+        """A module on `host` says how far it is (apt's percentage...)."""
+
+    def step_end(self) -> None:
+        """Every host of the step has finished and its result was recorded."""
+
     def host_result(self, result: TaskResult) -> None:
+        line = self.format_result(result)
+        if line is not None:
+            self._print(line)
+
+    def format_result(self, result: TaskResult) -> str | None:
+        """A host's result as Ansible's per-host line (with -v/-vv details and diffs), None when hidden."""
         if self.quiet or (result.status == SKIPPED and not self.show_skipped):
-            return
+            return None
         status = result.status
         label = status
         if status == FAILED and result.ignored:
@@ -117,7 +137,7 @@ class Output:
             line += f"\n  {json.dumps(result.public_data(), default=str)[:4000]}"
         for d in result.diff if not result.no_log else []:
             line += "\n" + render_diff(d)
-        self._print(line)
+        return line
 
     def note(self, text: str) -> None:
         self._print(self.style(text, "magenta"))
@@ -128,15 +148,25 @@ class Output:
     def recap(self, stats: dict[str, HostStats], elapsed: float) -> None:
         self._print("\n" + self.style("PLAY RECAP", "bold"), always=True)
         width = max((len(h) for h in stats), default=4) + 2
-        for host, s in sorted(stats.items()):
+        for host in sorted(stats, key=natural_key):
+            s = stats[host]
             colour = "red" if s.failed or s.unreachable else "yellow" if s.changed else "green"
-            self._print(
-                f"{self.style(host.ljust(width), colour)}: ok={s.ok:<4} changed={s.changed:<4} "
-                f"unreachable={s.unreachable:<4} failed={s.failed:<4} skipped={s.skipped:<4} "
-                f"rescued={s.rescued:<4} ignored={s.ignored:<4}", always=True)
+            # as Ansible's default callback: a count is coloured only when it is not 0
+            counts = " ".join(self.style(f"{word}={n:<4}", style if n else "")
+                              for word, n, style in (("ok", s.ok, "green"), ("changed", s.changed, "yellow"),
+                                                     ("unreachable", s.unreachable, "red"),
+                                                     ("failed", s.failed, "red"), ("skipped", s.skipped, "cyan"),
+                                                     ("rescued", s.rescued, "green"),
+                                                     ("ignored", s.ignored, "magenta")))
+            self._print(f"{self.style(host.ljust(width), colour)}: {counts}", always=True)
         total_changed = sum(s.changed for s in stats.values())
         verdict = "nothing changed" if total_changed == 0 else f"{total_changed} change(s)"
         self._print(f"{len(stats)} host(s), {verdict}, in {elapsed:.2f}s", always=True)
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key for host names as people count: host2 before host10 (numbers compared as numbers)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
 
 
 def render_diff(diff: dict[str, Any]) -> str:
