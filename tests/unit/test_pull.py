@@ -96,7 +96,7 @@ def test_check_mode_and_a_failed_run_do_not_count_as_applied(lab: dict[str, Path
     rc, _, state = pull(lab, "-e", "motd=/proc/version/motd")  # a check run is not an applied one
     assert (rc, state["result"], state["exit_code"]) == (1, "failed", 1)
     assert state["counts"]["failed"] == 1
-    rc, out, state = pull(lab)  # the failure was not recorded as applied: runs again
+    rc, _, state = pull(lab)  # the failure was not recorded as applied: runs again
     assert rc == 0 and state["result"] == "changed" and lab["motd"].read_text() == "v1\n"
 
 
