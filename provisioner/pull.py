@@ -71,6 +71,9 @@ def work_dir(opts: PullOptions) -> Path:
 
 def pull(opts: PullOptions) -> int:
     """Lock, sync the repository, apply when it changed, record the result. Returns the exit code."""
+    opts.state_dir = opts.state_dir.absolute()  # the run changes into the work dir (ansible-pull does)
+    if opts.directory is not None:
+        opts.directory = opts.directory.absolute()
     opts.state_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     try:
@@ -99,6 +102,7 @@ def _pull_locked(opts: PullOptions, t0: float) -> int:
         commit = sync_repository(opts.url, directory, opts.checkout, git_env(opts))
         record["commit"] = commit
         playbook = choose_playbook(directory, opts.playbook)
+        os.chdir(directory)  # relative paths of the run (-i, -e @file, the playbook's own) are the repository's
     except subprocess.CalledProcessError as exc:
         why = (exc.stderr or "").strip().splitlines()
         record.update(result="git-failed", exit_code=EXIT_GIT, commit=previous.get("commit"),
@@ -170,7 +174,10 @@ def hold_lock(path: Path, timeout: float) -> Iterator[float]:
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} since {_now()}\n".encode(), 0)
-        yield time.monotonic() - t0
+        try:
+            yield time.monotonic() - t0
+        finally:
+            os.ftruncate(fd, 0)  # an empty lock file: nobody holds it
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 

@@ -90,7 +90,7 @@ def test_pull_converges_then_only_when_the_repository_changed(lab: dict[str, Pat
 
 def test_check_mode_and_a_failed_run_do_not_count_as_applied(lab: dict[str, Path]) -> None:
     commit(lab["src"], "v1")
-    rc, out, state = pull(lab, "--check")
+    rc, _, state = pull(lab, "--check")
     assert rc == 0 and not lab["motd"].exists()
     assert state["check"] is True and state["last_success"] is None
     rc, _, state = pull(lab, "-e", "motd=/proc/version/motd")  # a check run is not an applied one
