@@ -92,17 +92,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _pull_parsers(sub: Any, common: Any) -> None:
     """`provision pull` (run on a host, by its timer) and `provision status` (the admin's view)."""
-    from provisioner.pull import DEFAULT_STATE_DIR
-    from provisioner.pull_status import DEFAULT_STATE_FILE
-
+    state_dir = "/var/lib/provision/pull"  # provisioner.pull.DEFAULT_STATE_DIR, not imported for every command
     sp = sub.add_parser("pull", help="clone/update a git repository and apply its playbook to this host "
                                      "when it changed (ansible-pull)")
     sp.add_argument("url", help="the git repository (ssh://, git@host:path, https://, a path)")
     sp.add_argument("playbook", nargs="?",
                     help="in the repository (default: <fqdn>.yml, <hostname>.yml, then local.yml)")
     sp.add_argument("-d", "--directory", type=Path, help="the work dir (default: STATE_DIR/<repository name>)")
-    sp.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                    help=f"state.json, the lock and the default work dir (default {DEFAULT_STATE_DIR})")
+    sp.add_argument("--state-dir", type=Path, default=Path(state_dir),
+                    help=f"state.json, the lock and the default work dir (default {state_dir})")
     sp.add_argument("-C", "--checkout", help="branch, tag or commit (default: the remote's HEAD)")
     sp.add_argument("-o", "--only-if-changed", action="store_true",
                     help="apply only when the commit differs from the last successful run (the default)")
@@ -120,8 +118,8 @@ def _pull_parsers(sub: Any, common: Any) -> None:
     sp = sub.add_parser("status", help="every host's last `provision pull` result, over SSH, in one table")
     common(sp)
     sp.add_argument("hosts", nargs="*", default=["all"])
-    sp.add_argument("--state-file", default=DEFAULT_STATE_FILE,
-                    help=f"where the hosts keep it (default {DEFAULT_STATE_FILE}; "
+    sp.add_argument("--state-file", default=f"{state_dir}/state.json",
+                    help=f"where the hosts keep it (default {state_dir}/state.json; "
                          "or the host variable provision_pull_state_file)")
     sp.add_argument("--json", action="store_true", help="the hosts' state files as one JSON object")
 

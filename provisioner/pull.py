@@ -130,6 +130,8 @@ def _pull_locked(opts: PullOptions, t0: float) -> int:
 def _result(rc: int, counts: dict[str, int]) -> str:
     if rc == 130:
         return "interrupted"
+    if rc == 2:
+        return "error"  # bad input: the playbook, the inventory or -e did not load
     if rc != 0:
         return "failed"
     return "changed" if counts.get("changed") else "ok"

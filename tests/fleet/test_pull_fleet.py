@@ -246,7 +246,7 @@ def test_hosts_pull_the_lab_repository(fleet_factory, tmp_path: Path) -> None:
     assert lines[0].split()[:5] == ["HOST", "LAST", "RUN", "AGE", "COMMIT"]
     assert [ln.split()[0] for ln in lines[1:]] == [h.name for h in clients]
     for line, c in zip(lines[1:], clients):
-        assert line.split()[4:6] == [second[:12], "ok" if c is h else "changed"], line
+        assert line.split()[3:5] == [second[:12], "ok" if c is h else "changed"], line
     for c in clients:
         counts = fleet.session_counts(c)
         assert (counts["connections"], counts["exec"]) == (1, 1), counts

@@ -138,3 +138,11 @@ def test_journal_line_through_logger_to_a_syslog_socket(tmp_path: Path) -> None:
     assert line.startswith("<14>") and "provision-pull" in line
     assert line.endswith("ssh://git/lab.git abc123 changed rc=0")
     assert journal("x", dev_log=str(tmp_path / "none")) == "stderr"
+
+
+def test_the_command_line_defaults_are_the_module_s() -> None:
+    from provisioner.cli import _parser
+    from provisioner.pull import DEFAULT_STATE_DIR, STATE_FILE
+
+    assert _parser().parse_args(["pull", "u"]).state_dir == DEFAULT_STATE_DIR
+    assert _parser().parse_args(["status"]).state_file == str(DEFAULT_STATE_DIR / STATE_FILE)
