@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -82,7 +83,7 @@ def pull(opts: PullOptions) -> int:
                 print(f"provision pull: waited {waited:.1f} s for the previous run to finish", file=sys.stderr)
             return _pull_locked(opts, t0)
     except LockBusy as exc:
-        line = f"{opts.url}: not run: {exc}"
+        line = f"{public_url(opts.url)}: not run: {exc}"
         print(f"provision pull: {line}", file=sys.stderr)
         journal(line, error=True)
         return EXIT_LOCKED
@@ -94,7 +95,7 @@ def _pull_locked(opts: PullOptions, t0: float) -> int:
     started = _now()
     directory = work_dir(opts)
     record: dict[str, Any] = {
-        "host": socket.gethostname(), "url": opts.url, "checkout": opts.checkout, "directory": str(directory),
+        "host": socket.gethostname(), "url": public_url(opts.url), "checkout": opts.checkout, "directory": str(directory),
         "started": started, "check": opts.check, "provision_version": __version__,
         "last_success": previous.get("last_success"),
     }
@@ -104,7 +105,7 @@ def _pull_locked(opts: PullOptions, t0: float) -> int:
         playbook = choose_playbook(directory, opts.playbook)
         os.chdir(directory)  # relative paths of the run (-i, -e @file, the playbook's own) are the repository's
     except subprocess.CalledProcessError as exc:
-        why = (exc.stderr or "").strip().splitlines()
+        why = (exc.stderr or "").replace(opts.url, record["url"]).strip().splitlines()
         record.update(result="git-failed", exit_code=EXIT_GIT, commit=previous.get("commit"),
                       message=f"{shlex.join(exc.cmd[3:5])}: {why[-1] if why else 'exit %d' % exc.returncode}")
         return _finish(record, state_path, t0)
@@ -113,7 +114,7 @@ def _pull_locked(opts: PullOptions, t0: float) -> int:
         return _finish(record, state_path, t0)
     record.update(commit=commit, playbook=str(playbook.relative_to(directory)))
     last = record["last_success"] or {}
-    same = (last.get("commit"), last.get("url"), last.get("playbook")) == (commit, opts.url, record["playbook"])
+    same = (last.get("commit"), last.get("url"), last.get("playbook")) == (commit, record["url"], record["playbook"])
     if same and not opts.always:
         record.update(result=RESULT_UNCHANGED, exit_code=0,
                       message=f"commit {commit[:12]} already applied at {last.get('time')}: nothing to do")
@@ -122,7 +123,7 @@ def _pull_locked(opts: PullOptions, t0: float) -> int:
     rc, counts = apply_playbook(opts, directory, playbook)
     record.update(exit_code=rc, counts=counts, result=_result(rc, counts))
     if rc == 0 and not opts.check:
-        record["last_success"] = {"commit": commit, "url": opts.url, "playbook": record["playbook"],
+        record["last_success"] = {"commit": commit, "url": record["url"], "playbook": record["playbook"],
                                   "time": _now()}
     return _finish(record, state_path, t0)
 
@@ -303,6 +304,11 @@ def journal(line: str, error: bool = False, dev_log: str = "/dev/log") -> str:
     except OSError:
         print(f"provision-pull: {line}", file=sys.stderr)
         return "stderr"
+
+
+def public_url(url: str) -> str:
+    """The URL as the state file and the journal show it: an https token or password masked."""
+    return re.sub(r"^([a-z+]+://[^/@:]*):[^/@]*@", r"\1:****@", url)
 
 
 def _now() -> str:

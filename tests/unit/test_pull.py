@@ -146,3 +146,11 @@ def test_the_command_line_defaults_are_the_module_s() -> None:
 
     assert _parser().parse_args(["pull", "u"]).state_dir == DEFAULT_STATE_DIR
     assert _parser().parse_args(["status"]).state_file == str(DEFAULT_STATE_DIR / STATE_FILE)
+
+
+def test_a_token_in_the_url_is_never_written() -> None:
+    from provisioner.pull import public_url
+
+    assert public_url("https://ci:glpat-Secret1@git.lab/lab.git") == "https://ci:****@git.lab/lab.git"
+    assert public_url("ssh://git@git.lab:2222/srv/lab.git") == "ssh://git@git.lab:2222/srv/lab.git"
+    assert public_url("git@git.lab:lab.git") == "git@git.lab:lab.git"
