@@ -95,8 +95,8 @@ def _pull_locked(opts: PullOptions, t0: float) -> int:
     started = _now()
     directory = work_dir(opts)
     record: dict[str, Any] = {
-        "host": socket.gethostname(), "url": public_url(opts.url), "checkout": opts.checkout, "directory": str(directory),
-        "started": started, "check": opts.check, "provision_version": __version__,
+        "host": socket.gethostname(), "url": public_url(opts.url), "checkout": opts.checkout,
+        "directory": str(directory), "started": started, "check": opts.check, "provision_version": __version__,
         "last_success": previous.get("last_success"),
     }
     try:

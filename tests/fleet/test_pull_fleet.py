@@ -242,6 +242,7 @@ def test_hosts_pull_the_lab_repository(fleet_factory, tmp_path: Path) -> None:
     fleet.reset_log()
     rc, out = provision("status", "-i", str(inventory))
     assert rc == 0, out
+    print("\n" + out)
     lines = out.strip().splitlines()
     assert lines[0].split()[:5] == ["HOST", "LAST", "RUN", "AGE", "COMMIT"]
     assert [ln.split()[0] for ln in lines[1:]] == [h.name for h in clients]
