@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("facts", help="print hosts' facts as JSON")
     sp.add_argument("hosts", nargs="*", default=["all"])
     common(sp)
+    _pull_parsers(sub, common)
     vault_sub = sub.add_parser("vault", help="encrypt, decrypt or view Ansible Vault files and strings")
     actions = vault_sub.add_subparsers(dest="action", required=True)
     for action, helptext in (("encrypt", "encrypt files in place (or to --output)"),
@@ -100,6 +101,40 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _pull_parsers(sub: Any, common: Any) -> None:
+    """`provision pull` (run on a host, by its timer) and `provision status` (the admin's view)."""
+    state_dir = "/var/lib/provision/pull"  # provisioner.pull.DEFAULT_STATE_DIR, not imported for every command
+    sp = sub.add_parser("pull", help="clone/update a git repository and apply its playbook to this host "
+                                     "when it changed (ansible-pull)")
+    sp.add_argument("url", help="the git repository (ssh://, git@host:path, https://, a path)")
+    sp.add_argument("playbook", nargs="?",
+                    help="in the repository (default: <fqdn>.yml, <hostname>.yml, then local.yml)")
+    sp.add_argument("-d", "--directory", type=Path, help="the work dir (default: STATE_DIR/<repository name>)")
+    sp.add_argument("--state-dir", type=Path, default=Path(state_dir),
+                    help=f"state.json, the lock and the default work dir (default {state_dir})")
+    sp.add_argument("-C", "--checkout", help="branch, tag or commit (default: the remote's HEAD)")
+    sp.add_argument("-o", "--only-if-changed", action="store_true",
+                    help="apply only when the commit differs from the last successful run (the default)")
+    sp.add_argument("--always", action="store_true", help="apply even when the repository did not change")
+    sp.add_argument("-i", "--inventory", help="inventory (default: localhost, ansible_connection local)")
+    sp.add_argument("-e", "--extra-vars", action="append", default=[])
+    sp.add_argument("-t", "--tags", action="append", default=[])
+    sp.add_argument("--check", action="store_true", help="decide and report, change nothing")
+    sp.add_argument("--private-key", "--key-file", type=Path, help="the deploy key for an SSH repository")
+    sp.add_argument("--accept-host-key", action="store_true",
+                    help="record the git server's key when unknown (default: it must be in known_hosts)")
+    sp.add_argument("--lock-timeout", type=float, default=300.0,
+                    help="seconds to wait for a running pull before giving up with exit code 4 (default 300)")
+    sp.add_argument("-v", "--verbose", action="count", default=0)
+    sp = sub.add_parser("status", help="every host's last `provision pull` result, over SSH, in one table")
+    common(sp)
+    sp.add_argument("hosts", nargs="*", default=["all"])
+    sp.add_argument("--state-file", default=f"{state_dir}/state.json",
+                    help=f"where the hosts keep it (default {state_dir}/state.json; "
+                         "or the host variable provision_pull_state_file)")
+    sp.add_argument("--json", action="store_true", help="the hosts' state files as one JSON object")
+
+
 def _listing_options(sp: argparse.ArgumentParser) -> None:
     """ansible-playbook's: list or only check instead of running (no host contacted), or start at a task."""
     sp.add_argument("--list-hosts", action="store_true", help="list each play's hosts, run nothing")
@@ -117,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "vault":
             from provisioner.vault import vault_command
             return vault_command(args)
+        if args.command == "pull":
+            return _pull(args)
         return _dispatch(args)
     except UserError as exc:
         print(redact(f"error: {exc}"), file=sys.stderr)
@@ -171,6 +208,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "facts":
         _check_connections(inventory, options)
         return _facts(args, inventory, options)
+    if args.command == "status":
+        _check_connections(inventory, options)
+        return _status(args, inventory, options)
     from provisioner.load.check import check_playbook
     from provisioner.load.inventory import add_playbook_var_dirs
     from provisioner.load.playbook import Loader
@@ -330,6 +370,40 @@ def _facts(args: argparse.Namespace, inventory: Any, options: Any) -> int:
         runner.close()
     print(json.dumps(out, indent=2, sort_keys=True))
     return 1 if failed else 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from provisioner.pull import PullOptions, pull
+
+    return pull(PullOptions(
+        url=args.url, playbook=args.playbook, directory=args.directory, state_dir=args.state_dir,
+        checkout=args.checkout, always=args.always, inventory=args.inventory, extra_vars=args.extra_vars,
+        tags=args.tags, check=args.check, private_key=args.private_key, accept_host_key=args.accept_host_key,
+        lock_timeout=args.lock_timeout, verbose=args.verbose))
+
+
+def _status(args: argparse.Namespace, inventory: Any, options: Any) -> int:
+    """Exit 0 when every host was read and its last pull exited 0, else 1."""
+    from provisioner.executor.run import Runner
+    from provisioner.load.playbook import Playbook
+    from provisioner.output.events import Output
+    from provisioner.pull_status import collect, format_table, healthy, rows
+
+    names = inventory.select(args.hosts)
+    if options.limit:
+        allowed = set(inventory.select(options.limit))
+        names = [n for n in names if n in allowed]
+    runner = Runner(Playbook(Path("."), []), inventory, options, Output(quiet=True))
+    try:
+        states = collect(runner, names, args.state_file)
+    finally:
+        runner.close()
+    table = rows(states)
+    if args.json:
+        print(json.dumps(states, indent=2, sort_keys=True))
+    else:
+        print(format_table(table))
+    return 0 if all(healthy(row) for row in table) else 1
 
 
 def parse_extra_vars(values: list[str]) -> dict[str, Any]:
