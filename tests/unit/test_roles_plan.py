@@ -485,10 +485,11 @@ def test_provision_plan_prints_each_hosts_stack_and_exits_1_on_a_refusal(tmp_pat
     assert "cuda 12.6, 12.8 (default) via nvidia_repo" in h100
     assert "packages cuda-toolkit-12-6 cuda-toolkit-12-8" in h100
     assert f"setup {CUDA_REPOS}/ubuntu2404/x86_64/cuda-keyring_1.1-1_all.deb" in h100
-    assert "driver keep installed" in h100 and "cudnn 9.14.0.64 via nvidia_repo" in h100
+    assert "driver keep installed" in h100 and "cudnn 9.14.0.64 (newest cuDNN built for CUDA 12.x) via nvidia_repo" in h100
     assert "packages libcudnn9-cuda-12 libcudnn9-dev-cuda-12" in h100 and "REFUSED" not in h100
     rocky = " ".join(blocks["rocky"].split())
-    assert f"setup {CUDA_REPOS}/rhel9/x86_64/cuda-rhel9.repo" in rocky and "driver branch 570" in rocky
+    # cuda_version auto: the installed 12.4 runs on the requested 570 and on the L40S, so it stays
+    assert "cuda keep 12.4 (installed) why installed at /usr/local/cuda-12.4" in rocky and "driver branch 570" in rocky
     assert "packages libcudnn9-cuda-12 libcudnn9-devel-cuda-12" in rocky
     k80 = " ".join(blocks["k80"].split())
     assert "REFUSED cuda: CUDA 12.8 does not support compute capability 3.7 (Tesla K80)" in k80
