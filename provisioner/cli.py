@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("-D", "--diff", action="store_true", help="show what changes in files")
             sp.add_argument("--report", help="write the whole run as JSON to this file")
             sp.add_argument("-q", "--quiet", action="store_true", help="only the recap")
+    sp = sub.add_parser("compat", help="print the version matrix (CUDA, drivers, cuDNN, ROCm) and its sources")
+    sp.add_argument("--json", action="store_true", help="the matrix as JSON")
+    sp.add_argument("-v", "--verbose", action="count", default=0)
     sp = sub.add_parser("facts", help="print hosts' facts as JSON")
     sp.add_argument("hosts", nargs="*", default=["all"])
     common(sp)
@@ -73,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "compat":
+        return _compat(args)
     from provisioner.executor.context import RunOptions
     from provisioner.load.inventory import load_inventory
 
@@ -133,6 +138,22 @@ def _apply(args: argparse.Namespace, playbook: Any, inventory: Any, options: Any
     if runner.interrupted.is_set():
         return 130
     return 0 if ok else 1
+
+
+def _compat(args: argparse.Namespace) -> int:
+    from provisioner.compat import MatrixError, load_matrix
+    from provisioner.output.compat_table import matrix_json, print_matrix
+
+    try:
+        matrix = load_matrix()
+    except MatrixError as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        print(json.dumps(matrix_json(matrix), indent=2))
+    else:
+        from rich.console import Console
+        print_matrix(matrix, Console(highlight=False, soft_wrap=True))
+    return 0
 
 
 def _facts(args: argparse.Namespace, inventory: Any, options: Any) -> int:

@@ -27,6 +27,7 @@ YAML so that 12.10 stays 12.10):
 
 from __future__ import annotations
 
+import datetime
 import functools
 import re
 from dataclasses import dataclass, field
@@ -100,11 +101,13 @@ class ChapterRow(_Model):
 
 class ChapterTable(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     rows: list[ChapterRow] = Field(min_length=1)
 
 
 class NvidiaRepo(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     url: str
     keyring_deb: str
     dnf_repo_file: str
@@ -115,6 +118,7 @@ class NvidiaRepo(_Model):
 
 class MinorVersionCompat(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     min_driver: dict[str, Version]
 
 
@@ -123,10 +127,13 @@ class CudaVersion(_Model):
     compute_capability: CcRange
     nvidia_repo_os: list[OsKey]
     pytorch: str | None
+    source: Source | None = None    # a row added after its section's source: where it comes from
+    checked: datetime.date | None = None
 
 
 class CudaSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     default: Version                # cuda_version auto on a host where no driver is loaded yet
     versions: dict[Version, CudaVersion] = Field(min_length=1)
 
@@ -138,6 +145,7 @@ class DriverBranch(_Model):
 
 class DriverSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     branches: dict[Branch, DriverBranch] = Field(min_length=1)
 
 
@@ -162,6 +170,7 @@ class CudnnVersion(_Model):
 
 class CudnnSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     archive_url: str
     arch: dict[str, str]
     versions: dict[Version, CudnnVersion] = Field(min_length=1)
@@ -175,6 +184,7 @@ class DistroCuda(_Model):
 
 class DistroCudaSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     packages: dict[OsKey, DistroCuda]
 
 
@@ -184,10 +194,13 @@ class RocmVersion(_Model):
     debian: dict[str, str]          # Debian codename -> the Ubuntu codename whose installer it uses
     rhel: list[Version]
     gfx: list[Gfx] = Field(min_length=1)
+    source: Source | None = None    # a row added after its section's source: where it comes from
+    checked: datetime.date | None = None
 
 
 class RocmSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     deb_url: str
     rpm_url: str
     install_command: str
@@ -197,10 +210,12 @@ class RocmSection(_Model):
 class AmdGpu(_Model):
     name: str
     gfx: Gfx
+    gfx_override: Version | None = None   # HSA_OVERRIDE_GFX_VERSION a consumer card needs for ROCm
 
 
 class AmdGpuSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     devices: dict[PciId, AmdGpu]
 
 
@@ -208,6 +223,7 @@ class Matrix(_Model):
     """compat.yml, validated: every section carries a `source`."""
 
     schema_version: Literal[1] = Field(alias="schema")
+    checked: datetime.date              # the whole file, last checked against its sources
     chapter_table: ChapterTable
     nvidia_repo: NvidiaRepo
     minor_version_compat: MinorVersionCompat
@@ -228,6 +244,15 @@ class Matrix(_Model):
                 raise ValueError(f"cuda.versions.{version}: "
                                  f"no minor_version_compat.min_driver for CUDA {major}.x")
         return self
+
+    def oldest_check(self) -> datetime.date:
+        """The oldest `checked:` date in the file (the file's, a section's or a row's)."""
+        dates = [self.checked, self.chapter_table.checked, self.nvidia_repo.checked,
+                 self.minor_version_compat.checked, self.cuda.checked, self.driver_branches.checked,
+                 self.cudnn.checked, self.distro_cuda.checked, self.rocm.checked, self.amd_gpus.checked]
+        dates += [row.checked for row in self.cuda.versions.values() if row.checked is not None]
+        dates += [row.checked for row in self.rocm.versions.values() if row.checked is not None]
+        return min(dates)
 
     def repo_os_keys(self) -> set[str]:
         """Every OS key NVIDIA's CUDA repository serves for some toolkit in the matrix."""
