@@ -22,13 +22,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from provisioner.host.kernel_facts import bound_driver, gpu_kernel_facts
 from provisioner.host.runtime import CommandResult, Host
 
 FACT_KEYS = (
     "hostname", "fqdn", "system", "os_id", "os_version_id", "distribution", "distribution_version",
     "distribution_major_version", "distribution_release", "os_family", "architecture", "kernel",
     "is_wsl", "processor_vcpus", "memtotal_mb", "pkg_mgr", "service_mgr", "python", "user_id",
-    "user_uid", "env_path", "gpus", "nvidia", "cuda", "cudnn", "rocm", "rust", "disk_free_mb",
+    "user_uid", "env_path", "gpus", "nvidia", "cuda", "cudnn", "rocm", "rust", "disk_free_mb", "gpu_kernel",
 )
 
 # os-release ID -> Ansible's `distribution` name.
@@ -406,6 +407,7 @@ def _scan_pci(host: Host, root: str = "/sys/bus/pci/devices") -> list[dict[str, 
         entry = pci_gpu_entry(slot, vendor, device, pci_class)
         if entry is None:
             continue
+        entry["driver"] = bound_driver(base)     # nvidia, nouveau, nova_core, amdgpu, vfio-pci... or None
         if entry["vendor"] == "amd":
             vram = _read(host, base + "/mem_info_vram_total")  # amdgpu exposes VRAM size in bytes
             if vram and vram.strip().isdigit():
@@ -694,6 +696,7 @@ def gather(host: Host) -> dict[str, Any]:
         "cudnn": None,
         "rocm": _rocm(host),
         "disk_free_mb": _disk_free_mb(),
+        "gpu_kernel": gpu_kernel_facts(uname.release, gpus),
     }
 
     # Collect the commands.

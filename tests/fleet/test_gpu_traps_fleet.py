@@ -1,0 +1,115 @@
+"""Issue 17 for real: the traps of a GPU box, set up on a Debian 13 fleet host, then cleared by the roles.
+
+Real here: Debian's packages from its mirror (linux-image-amd64 and its initramfs-tools, dkms,
+mokutil, linux-headers), files written, the initramfs rebuilt (and read back with lsinitramfs),
+the second run changing nothing. FAKE, because this machine has no GPU and no Secure Boot: the
+host's facts say an NVIDIA card is there (bound to nouveau, ...): the test gathers the host's
+real facts with `provision facts`, changes only the GPU fields, and hands them to the run as
+`provision_fake_facts` (roles/README.md). Each test says which fields it changes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fleet.fleet import Fleet, FleetHost
+from tests.fleet.test_roles_fleet import PROVISION, REPO, Run, apply
+
+pytestmark = pytest.mark.fleet
+
+# What the trap host gets before the roles run (the kernel brings initramfs-tools).
+SETUP_PACKAGES = ["linux-image-amd64"]
+BLACKLIST = "/etc/modprobe.d/provision-blacklist-nouveau.conf"
+# The driver role alone: no toolkit (cuda_version null), the fleet host must not reboot.
+DRIVER_ONLY = {"cuda_version": None, "cudnn_version": None, "nvidia_driver_reboot": "never"}
+
+
+class TrapHost:
+    """One Debian 13 host with a kernel installed, and what the tests need to run the lab on it."""
+
+    def __init__(self, fleet: Fleet, workdir: Path) -> None:
+        self.fleet, self.workdir = fleet, workdir
+        self.host: FleetHost = fleet.hosts[0]
+        self.inventory = fleet.write_inventory()
+        self.real_facts = self._facts()
+        self.kernel = self.sh("ls /lib/modules | grep deb13").strip()
+
+    def sh(self, command: str) -> str:
+        rc, out, err = self.fleet.run(self.host, command)
+        assert rc == 0, f"{command}: {out}{err}"
+        return out
+
+    def _facts(self) -> dict[str, Any]:
+        out = subprocess.run([*PROVISION, "facts", "-i", str(self.inventory)], cwd=REPO, capture_output=True,
+                             text=True, timeout=120, check=True).stdout
+        return dict(json.loads(out)[self.host.name])
+
+    def with_gpu(self, driver: str | None, open_in_use: list[str]) -> dict[str, Any]:
+        """FAKE: the real facts plus an NVIDIA card (an RTX 4090's PCI id) bound to `driver`."""
+        facts = json.loads(json.dumps(self.real_facts))
+        facts["gpus"] = [{"vendor": "nvidia", "vendor_id": "0x10de", "device_id": "0x2684", "pci_slot": "0000:01:00.0",
+                          "class": "0x030000", "model": None, "memory_mib": None, "driver": driver}]
+        facts["gpu_kernel"]["open_driver_in_use"] = open_in_use
+        facts["gpu_kernel"]["modules_loaded"] = sorted(set(facts["gpu_kernel"]["modules_loaded"]) | set(open_in_use))
+        return facts
+
+    def apply(self, facts: dict[str, Any], variables: dict[str, Any], *args: str) -> Run:
+        path = self.workdir / f"facts-{time.monotonic_ns()}.json"
+        path.write_text(json.dumps(facts))
+        extra = self.workdir / f"vars-{time.monotonic_ns()}.yml"
+        extra.write_text(yaml.safe_dump({**variables, "provision_fake_facts": str(path)}))
+        return apply(self.workdir, self.inventory, "--tags", "driver", "-e", f"@{extra}", *args)
+
+
+@pytest.fixture(scope="module")
+def trap_host(fleet_image: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrapHost]:
+    workdir = tmp_path_factory.mktemp("traps")
+    fleet = Fleet(1, name="gpu-traps")
+    fleet.up()
+    try:
+        t0 = time.monotonic()
+        rc, out, err = fleet.run(fleet.hosts[0], "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
+                                 "apt-get install -y -q --no-install-recommends " + " ".join(SETUP_PACKAGES))
+        assert rc == 0, out + err
+        print(f"\ntrap host set up ({' '.join(SETUP_PACKAGES)}) in {time.monotonic() - t0:.0f}s")
+        yield TrapHost(fleet, workdir)
+    finally:
+        fleet.close()
+
+
+def test_nouveau_holding_the_card_is_blacklisted_in_the_initramfs_and_a_reboot_scheduled(trap_host: TrapHost) -> None:
+    """FAKE facts: an NVIDIA card bound to nouveau, nouveau loaded. Real: the file, the initramfs."""
+    h = trap_host
+    before = h.sh(f"stat -c %Y /boot/initrd.img-{h.kernel}").strip()
+    assert "provision-blacklist-nouveau" not in h.sh(f"lsinitramfs /boot/initrd.img-{h.kernel}")
+    trapped = h.with_gpu("nouveau", ["nouveau"])
+    first = h.apply(trapped, DRIVER_ONLY)
+    assert first.rc == 0, first.out
+    name = h.host.name
+    assert first.task(name, "nvidia_driver : Blacklist nouveau and nova_core")["status"] == "changed"
+    assert first.task(name, "nvidia_driver : Rebuild the initramfs without them")["status"] == "changed"
+    assert first.task(name, "nvidia_driver : Say that a reboot is still required")["msg"] == (
+        "REBOOT REQUIRED: nouveau holds the GPU until the next boot (now blacklisted) (nvidia_driver_reboot: never)")
+    conf = h.sh(f"cat {BLACKLIST}")
+    assert "blacklist nouveau\noptions nouveau modeset=0\nblacklist nova_core\nblacklist nova_drm\n" in conf
+    # the initramfs was rebuilt for real, and carries the blacklist into early boot
+    assert h.sh(f"stat -c %Y /boot/initrd.img-{h.kernel}").strip() != before
+    assert f"etc/modprobe.d/{Path(BLACKLIST).name}" in h.sh(f"lsinitramfs /boot/initrd.img-{h.kernel}")
+    # rerun, nouveau still holding the card (no reboot yet): nothing changes, the reboot is still asked for
+    second = h.apply(trapped, DRIVER_ONLY)
+    assert second.rc == 0 and second.changed(name) == 0, second.out
+    assert second.task(name, "nvidia_driver : Say that a reboot is still required")["status"] == "ok"
+    # after the reboot the facts say nouveau is gone: nothing to do, no reboot
+    cleared = h.apply(h.with_gpu(None, []), DRIVER_ONLY)
+    assert cleared.rc == 0 and cleared.changed(name) == 0, cleared.out
+    assert cleared.task(name, "nvidia_driver : Say that a reboot is still required")["status"] == "skipped"
+    print(f"\nnouveau trap: first run {first.seconds:.0f}s, rerun {second.seconds:.1f}s, after reboot "
+          f"{cleared.seconds:.1f}s")

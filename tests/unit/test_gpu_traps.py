@@ -1,0 +1,81 @@
+"""The driver role's traps, planned in check mode for OS families this machine is not.
+
+FAKE hosts (tests/unit/test_roles_plan.py's FakeOsAgent): Ubuntu 24.04 and Rocky 9 facts, changed
+where the trap needs it (nouveau bound to the card). What runs for real on Debian 13 is in
+tests/fleet/test_gpu_traps_fleet.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.unit.test_roles_plan import FakeOsAgent, failures, load_facts, one, plan_in_check_mode, results
+
+
+def with_nouveau(name: str) -> dict[str, Any]:
+    """`name`'s facts on the day nouveau holds the card: no NVIDIA driver loaded."""
+    facts = copy.deepcopy(load_facts(name))
+    facts["nvidia"] = None
+    for gpu in facts["gpus"]:
+        if gpu["vendor"] == "nvidia":
+            gpu["driver"] = "nouveau"
+    facts["gpu_kernel"].update(modules_loaded=["nouveau"], open_driver_in_use=["nouveau"])
+    return facts
+
+
+def fake(tmp_path: Path, facts: dict[str, Any], name: str = "facts.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(facts))
+    return str(path)
+
+
+BLACKLIST = "/etc/modprobe.d/provision-blacklist-nouveau.conf"
+
+
+def written(agent: FakeOsAgent, dest: str) -> str:
+    """What a copy task with `content:` would write to `dest`."""
+    return str(one(agent, "copy", dest=dest)["content"])
+
+
+def test_ubuntu_nouveau_is_blacklisted_initramfs_rebuilt_and_the_reboot_scheduled(tmp_path: Path) -> None:
+    facts = fake(tmp_path, with_nouveau("ubuntu2404-h100"))
+    runner, agents = plan_in_check_mode(tmp_path, {"box": {
+        "facts": "ubuntu2404-h100", "provision_fake_facts": facts, "nvidia_driver_branch": "580",
+        "cuda_version": None}}, skip_tags=("verify", "cuda", "cudnn", "rust", "build"))
+    assert failures(runner) == {}
+    h = agents["box"]
+    text = written(h, BLACKLIST)
+    assert "blacklist nouveau\noptions nouveau modeset=0\nblacklist nova_core\n" in text
+    assert "update-initramfs -u -k all" in h.commands()
+    assert one(h, "apt", name=["nvidia-driver-580", "linux-headers-6.18.44-fc-v657-gpu"])
+    said = results(runner, "box")
+    assert said["nvidia_driver : Reboot into the new driver"].msg == "would reboot"
+    reasons = said["nvidia_driver : Decide whether a reboot is needed"].data["ansible_facts"]["nvidia_driver_reboot_reasons"]
+    assert reasons == ["NVIDIA driver 580 is installed but no driver is loaded",
+                       "nouveau holds the GPU until the next boot (now blacklisted)"]
+
+
+def test_rocky_uses_dracut_and_never_reboot_says_why(tmp_path: Path) -> None:
+    facts = fake(tmp_path, with_nouveau("rocky9-l40s"))
+    runner, agents = plan_in_check_mode(tmp_path, {"rocky": {
+        "facts": "rocky9-l40s", "provision_fake_facts": facts, "cuda_version": None,
+        "nvidia_driver_reboot": "never"}}, skip_tags=("verify", "cuda", "cudnn", "rust", "build"))
+    assert failures(runner) == {}
+    r = agents["rocky"]
+    assert BLACKLIST in [a["dest"] for a in r.module_args("copy")]
+    assert "dracut --force --regenerate-all" in r.commands()
+    said = results(runner, "rocky")["nvidia_driver : Say that a reboot is still required"].msg
+    assert said == ("REBOOT REQUIRED: nouveau holds the GPU until the next boot (now blacklisted) "
+                    "(nvidia_driver_reboot: never)")
+
+
+def test_a_working_nvidia_box_gets_no_blacklist(tmp_path: Path) -> None:
+    runner, agents = plan_in_check_mode(tmp_path, {"h100": {"facts": "ubuntu2404-h100", "cuda_version": None}},
+                                        skip_tags=("verify", "cuda", "cudnn", "rust", "build"))
+    assert failures(runner) == {}
+    h = agents["h100"]
+    assert not h.module_args("copy") and not h.commands()
+    assert results(runner, "h100")["nvidia_driver : Reboot into the new driver"].status == "skipped"
