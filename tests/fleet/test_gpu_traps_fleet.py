@@ -113,3 +113,72 @@ def test_nouveau_holding_the_card_is_blacklisted_in_the_initramfs_and_a_reboot_s
     assert cleared.task(name, "nvidia_driver : Say that a reboot is still required")["status"] == "skipped"
     print(f"\nnouveau trap: first run {first.seconds:.0f}s, rerun {second.seconds:.1f}s, after reboot "
           f"{cleared.seconds:.1f}s")
+
+
+# FAKE mokutil (this machine has no UEFI firmware, no Secure Boot, no MokManager): it answers
+# --sb-state "enabled", and keeps what --import queued and what "the console" enrolled as files.
+FAKE_MOKUTIL = r"""#!/bin/sh
+state=/var/lib/fake-mokutil
+mkdir -p $state/queued $state/enrolled
+case "$1" in
+  --sb-state) echo "SecureBoot enabled" ;;
+  --test-key)
+    name=$(basename "$2")
+    if cmp -s "$2" "$state/enrolled/$name"; then echo "$2 is already enrolled"
+    elif cmp -s "$2" "$state/queued/$name"; then echo "$2 is already in the enrollment request"
+    else echo "$2 is not enrolled"; fi ;;
+  --import)
+    read -r first; read -r second
+    [ -n "$first" ] && [ "$first" = "$second" ] || { echo "passwords do not match" >&2; exit 1; }
+    cp "$2" "$state/queued/$(basename "$2")"
+    echo "$first" | sha256sum > "$state/queued/password.sha256"
+    echo import >> "$state/imports" ;;
+  *) echo "fake mokutil: $*" >&2; exit 2 ;;
+esac
+"""
+STOP_LINE = ("Secure Boot: enrol the DKMS signing key at the console on the next boot (MokManager: Enroll MOK, then "
+             "the one-time password nvidia_driver_mok_password), then rerun provision")
+
+
+def test_secure_boot_key_made_dkms_signs_enrolment_queued_host_stopped_then_continues(trap_host: TrapHost) -> None:
+    """FAKE: an NVIDIA card in the facts, and mokutil's answers. Real: dkms/mokutil/openssl from Debian,
+    the key made by openssl, framework.conf, the password piped to mokutil --import, never logged."""
+    h = trap_host
+    name = h.host.name
+    h.fleet.run(h.host, "cat > /usr/local/sbin/mokutil && chmod 755 /usr/local/sbin/mokutil", stdin=FAKE_MOKUTIL)
+    card = h.with_gpu(None, [])
+    sb = {**DRIVER_ONLY, "nvidia_driver_branch": "550", "nvidia_driver_mok_password": "console-once-42"}
+    first = h.apply(card, sb)
+    assert first.rc == 1, first.out
+    stop = first.task(name, "nvidia_driver : Stop this host until the key is enrolled")
+    assert (stop["status"], stop["msg"]) == ("failed", STOP_LINE)
+    assert "console-once-42" not in first.out + json.dumps(first.report)
+    for pkg in ("dkms", "mokutil", "openssl"):
+        assert h.sh(f"dpkg-query -W -f '${{Status}}' {pkg}") == "install ok installed", pkg
+    assert h.sh("stat -c '%U %a' /var/lib/dkms/mok.key /var/lib/dkms").split("\n")[:2] == ["root 600", "root 700"]
+    assert "DKMS module signing key (provision)" in h.sh("openssl x509 -inform DER -in /var/lib/dkms/mok.pub -noout "
+                                                           "-subject")
+    conf = h.sh("cat /etc/dkms/framework.conf")
+    assert 'mok_signing_key="/var/lib/dkms/mok.key"' in conf and 'mok_certificate="/var/lib/dkms/mok.pub"' in conf
+    assert h.sh("cat /var/lib/fake-mokutil/imports") == "import\n"
+    assert h.sh("cat /var/lib/fake-mokutil/queued/password.sha256").split()[0] == \
+        h.sh("echo console-once-42 | sha256sum").split()[0]
+    key = h.sh("sha256sum /var/lib/dkms/mok.key").split()[0]
+
+    # rerun before anyone enrolled it: the same stop, nothing queued twice, nothing changed
+    second = h.apply(card, sb)
+    assert second.rc == 1 and second.changed(name) == 0, second.out
+    assert second.task(name, "nvidia_driver : Stop this host until the key is enrolled")["msg"] == STOP_LINE
+    assert h.sh("cat /var/lib/fake-mokutil/imports") == "import\n"
+    assert h.sh("sha256sum /var/lib/dkms/mok.key").split()[0] == key          # made once
+
+    # the admin enrols it at the console (what MokManager does at boot), then reruns: it goes on to the driver
+    h.sh("mv /var/lib/fake-mokutil/queued/mok.pub /var/lib/fake-mokutil/enrolled/mok.pub")
+    third = h.apply(card, sb, "--check")
+    assert third.task(name, "nvidia_driver : Stop this host until the key is enrolled")["status"] == "skipped"
+    assert third.task(name, "nvidia_driver : Decide the key's state")["result"]["ansible_facts"] == {
+        "nvidia_driver_mok_state": "enrolled"}
+    installs = [r for r in third.report["results"] if r["task"].startswith("nvidia_driver : Install the driver")]
+    assert installs and installs[0]["status"] == "changed", third.out
+    print(f"\nSecure Boot: first run {first.seconds:.0f}s, rerun {second.seconds:.1f}s, after enrolment "
+          f"(--check) {third.seconds:.1f}s")

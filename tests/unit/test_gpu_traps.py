@@ -79,3 +79,44 @@ def test_a_working_nvidia_box_gets_no_blacklist(tmp_path: Path) -> None:
     h = agents["h100"]
     assert not h.module_args("copy") and not h.commands()
     assert results(runner, "h100")["nvidia_driver : Reboot into the new driver"].status == "skipped"
+
+
+def sb_on(key_state: str) -> Any:
+    """FAKE mokutil answers: Secure Boot on, the signing key in `key_state`."""
+    def probes(os_key: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(r"^mokutil --sb-state", {"rc": 0, "stdout": "SecureBoot enabled"}),
+                (r"^mokutil --test-key (\S+)", {"rc": 0, "stdout": "{0} " + key_state})]
+    return probes
+
+
+def test_ubuntu_secure_boot_key_made_dkms_told_enrolment_queued_and_the_host_stopped(tmp_path: Path) -> None:
+    facts = fake(tmp_path, with_nouveau("ubuntu2404-h100"))
+    runner, agents = plan_in_check_mode(tmp_path, {"box": {
+        "facts": "ubuntu2404-h100", "provision_fake_facts": facts, "nvidia_driver_branch": "580",
+        "cuda_version": None, "nvidia_driver_mok_password": "one-time-pw"}},
+        skip_tags=("verify", "cuda", "cudnn", "rust", "build"), probes=sb_on("is not enrolled"))
+    h = agents["box"]
+    assert one(h, "package", name=["dkms", "mokutil", "openssl"])
+    openssl = [c for c in h.commands() if c.startswith("openssl req")]
+    assert openssl and "-keyout /var/lib/shim-signed/mok/MOK.priv -out /var/lib/shim-signed/mok/MOK.der" in openssl[0]
+    lines = {a["line"] for a in h.module_args("lineinfile") if a["path"] == "/etc/dkms/framework.conf"}
+    assert lines == {'mok_signing_key="/var/lib/shim-signed/mok/MOK.priv"',
+                     'mok_certificate="/var/lib/shim-signed/mok/MOK.der"'}
+    imports = [a for m, a, check in h.calls if m == "command" and a.get("argv", [""])[:2] == ["mokutil", "--import"]]
+    assert imports and imports[0]["stdin"] == "one-time-pw\none-time-pw"
+    assert "one-time-pw" not in json.dumps([r.to_json() for r in runner.results])     # no_log
+    assert failures(runner) == {"box: nvidia_driver : Stop this host until the key is enrolled": (
+        "Secure Boot: enrol the DKMS signing key at the console on the next boot (MokManager: Enroll MOK, then the "
+        "one-time password nvidia_driver_mok_password), then rerun provision")}
+    assert not [n for n in h.installed() if n.startswith("nvidia-driver")]   # stopped before the driver
+
+
+def test_secure_boot_with_the_key_enrolled_goes_on_to_the_driver(tmp_path: Path) -> None:
+    facts = fake(tmp_path, with_nouveau("rocky9-l40s"))
+    runner, agents = plan_in_check_mode(tmp_path, {"rocky": {
+        "facts": "rocky9-l40s", "provision_fake_facts": facts, "nvidia_driver_branch": "570", "cuda_version": None}},
+        skip_tags=("verify", "cuda", "cudnn", "rust", "build"), probes=sb_on("is already enrolled"))
+    assert failures(runner) == {}
+    r = agents["rocky"]
+    assert not [a for m, a, _ in r.calls if m == "command" and "--import" in (a.get("argv") or [])]
+    assert "dnf -y module install nvidia-driver:570-dkms" in r.commands()

@@ -46,6 +46,7 @@ PROBES_FRESH: list[tuple[str, dict[str, Any]]] = [
     (r"^rpm -q", {"rc": 1, "stdout": "package nvidia-driver is not installed", "stderr": ""}),
     (r"^id -nG (\S+)", {"rc": 0, "stdout": "{0}", "stderr": ""}),
     (r"/bin/python -c import nvidia.cudnn", {"rc": 1, "stdout": "", "stderr": "No such file or directory"}),
+    (r"^mokutil --sb-state", {"rc": 0, "stdout": "SecureBoot disabled", "stderr": ""}),
 ]
 RUSTC_CANDIDATE = {  # the rustc each distribution's package manager offers (apt-cache show / dnf repoquery)
     "debian12": "Version: 1.63.0+dfsg1-2\n", "debian13": "Version: 1.85.0+dfsg3-1\n",
