@@ -52,6 +52,10 @@ class TrapHost:
                              text=True, timeout=120, check=True).stdout
         return dict(json.loads(out)[self.host.name])
 
+    def real_facts_now(self) -> dict[str, Any]:
+        """The host's facts gathered again (after a test changed it)."""
+        return self._facts()
+
     def with_gpu(self, driver: str | None, open_in_use: list[str]) -> dict[str, Any]:
         """FAKE: the real facts plus an NVIDIA card (an RTX 4090's PCI id) bound to `driver`."""
         facts = json.loads(json.dumps(self.real_facts))
@@ -182,3 +186,68 @@ def test_secure_boot_key_made_dkms_signs_enrolment_queued_host_stopped_then_cont
     assert installs and installs[0]["status"] == "changed", third.out
     print(f"\nSecure Boot: first run {first.seconds:.0f}s, rerun {second.seconds:.1f}s, after enrolment "
           f"(--check) {third.seconds:.1f}s")
+
+
+# FAKE nvidia source for DKMS: NVIDIA's cannot be built here in CI time, so a module NAMED nvidia,
+# registered with DKMS exactly as the driver packages register theirs, stands in for it. The
+# headers, the DKMS build against Debian's kernel and modinfo are real.
+STAND_IN_DKMS_CONF = """PACKAGE_NAME="nvidia"
+PACKAGE_VERSION="0.17"
+BUILT_MODULE_NAME[0]="nvidia"
+DEST_MODULE_LOCATION[0]="/updates/dkms"
+MAKE[0]="make -C ${kernel_source_dir} M=${dkms_tree}/${PACKAGE_NAME}/${PACKAGE_VERSION}/build modules"
+CLEAN="true"
+AUTOINSTALL="yes"
+"""
+STAND_IN_C = """#include <linux/module.h>
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("stand-in for the NVIDIA driver (provision's fleet test)");
+MODULE_VERSION("0.17");
+static int __init standin_init(void) { return 0; }
+static void __exit standin_exit(void) { }
+module_init(standin_init);
+module_exit(standin_exit);
+"""
+
+
+def test_a_kernel_update_without_the_module_gets_headers_and_a_dkms_build(trap_host: TrapHost) -> None:
+    """The trap: a newer kernel installed (Debian's), the nvidia DKMS module not built for it, no headers.
+    FAKE: an NVIDIA card in the facts, and the stand-in module source above. Real: everything else."""
+    h = trap_host
+    name = h.host.name
+    src = "/usr/src/nvidia-0.17"
+    h.sh(f"mkdir -p {src}")
+    h.fleet.run(h.host, f"cat > {src}/dkms.conf", stdin=STAND_IN_DKMS_CONF)
+    h.fleet.run(h.host, f"cat > {src}/nvidia.c", stdin=STAND_IN_C)
+    h.fleet.run(h.host, f"cat > {src}/Makefile", stdin="obj-m := nvidia.o\n")
+    h.sh("export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends dkms >/dev/null; "
+         "dkms add -m nvidia -v 0.17 >/dev/null; apt-get purge -y -q 'linux-headers-*' >/dev/null")
+    assert "nvidia/0.17: added" in h.sh("dkms status -m nvidia")
+    card = h.real_facts_now()
+    assert card["gpu_kernel"]["newest_kernel"] == h.kernel
+    assert card["gpu_kernel"]["nvidia_built_for_newest"] is False
+    card = {**card, "gpus": h.with_gpu("nvidia", [])["gpus"]}
+
+    first = h.apply(card, DRIVER_ONLY)
+    assert first.rc == 0, first.out
+    # headers of the newest kernel and the meta-package, for real; none exist for this machine's own kernel
+    installed = first.task(name, "nvidia_driver : Install the headers that exist")
+    assert installed["status"] == "changed"
+    for pkg in (f"linux-headers-{h.kernel}", "linux-headers-amd64"):
+        assert h.sh(f"dpkg-query -W -f '${{Status}}' {pkg}") == "install ok installed", pkg
+    running = h.real_facts["kernel"]
+    assert first.task(name, "nvidia_driver : Say which headers do not exist")["msg"].startswith(
+        f"no linux-headers-{running}")
+    assert first.task(name, "nvidia_driver : Build the nvidia module for the newest kernel (DKMS)")["status"] == \
+        "changed"
+    assert "installed" in h.sh("dkms status -m nvidia")
+    assert h.sh(f"modinfo -k {h.kernel} -F version nvidia").strip() == "0.17"
+    assert first.task(name, "nvidia_driver : Say that a reboot is still required")["msg"] == (
+        f"REBOOT REQUIRED: the nvidia module is built for {h.kernel}, not for the running {running} (no headers "
+        f"for it): boot {h.kernel} (nvidia_driver_reboot: never)")
+    # the facts now say it is built for the newest kernel: the rerun changes nothing
+    after = h.real_facts_now()
+    assert after["gpu_kernel"]["nvidia_built_for_newest"] is True
+    second = h.apply({**after, "gpus": card["gpus"]}, DRIVER_ONLY)
+    assert second.rc == 0 and second.changed(name) == 0, second.out
+    print(f"\nkernel update: first run {first.seconds:.0f}s, rerun {second.seconds:.1f}s")

@@ -50,7 +50,7 @@ def test_ubuntu_nouveau_is_blacklisted_initramfs_rebuilt_and_the_reboot_schedule
     text = written(h, BLACKLIST)
     assert "blacklist nouveau\noptions nouveau modeset=0\nblacklist nova_core\n" in text
     assert "update-initramfs -u -k all" in h.commands()
-    assert one(h, "apt", name=["nvidia-driver-580", "linux-headers-6.18.44-fc-v657-gpu"])
+    assert one(h, "apt", name=["nvidia-driver-580"])
     said = results(runner, "box")
     assert said["nvidia_driver : Reboot into the new driver"].msg == "would reboot"
     reasons = said["nvidia_driver : Decide whether a reboot is needed"].data["ansible_facts"]["nvidia_driver_reboot_reasons"]
@@ -120,3 +120,26 @@ def test_secure_boot_with_the_key_enrolled_goes_on_to_the_driver(tmp_path: Path)
     r = agents["rocky"]
     assert not [a for m, a, _ in r.calls if m == "command" and "--import" in (a.get("argv") or [])]
     assert "dnf -y module install nvidia-driver:570-dkms" in r.commands()
+
+
+def test_kernel_headers_for_running_and_newest_kernels_and_the_meta_package(tmp_path: Path) -> None:
+    facts = load_facts("ubuntu2204-rtx4090")
+    facts["gpu_kernel"].update(installed_kernels=["6.8.0-52-generic", "6.8.0-60-generic"],
+                               newest_kernel="6.8.0-60-generic", nvidia_built_for_running=True,
+                               nvidia_built_for_newest=False)
+    path = fake(tmp_path, facts)
+    runner, agents = plan_in_check_mode(tmp_path, {"rtx": {
+        "facts": "ubuntu2204-rtx4090", "provision_fake_facts": path, "nvidia_driver_branch": "570",
+        "cuda_version": None}}, skip_tags=("verify", "cuda", "cudnn", "rust", "build"))
+    assert failures(runner) == {}
+    r = agents["rtx"]
+    assert one(r, "package", name=["linux-headers-6.8.0-52-generic", "linux-headers-6.8.0-60-generic",
+                                   "linux-headers-generic"])
+    assert "dkms autoinstall -k 6.8.0-60-generic" in r.commands()
+    deb = load_facts("debian12-a100")
+    assert deb["kernel"] == "6.1.0-26-amd64"
+    runner, agents = plan_in_check_mode(tmp_path, {"deb": {
+        "facts": "debian12-a100", "nvidia_driver_branch": "535", "cuda_version": None, "cudnn_version": None}},
+        skip_tags=("verify", "cuda", "cudnn", "rust", "build"))
+    assert failures(runner) == {}
+    assert one(agents["deb"], "package", name=["linux-headers-6.1.0-26-amd64", "linux-headers-amd64"])
