@@ -42,9 +42,7 @@ def parse_modprobe_blacklist(text: str) -> list[str]:
     names = []
     for line in text.splitlines():
         words = line.split("#", 1)[0].split()
-        if len(words) >= 2 and words[0] == "blacklist":
-            names.append(words[1])
-        elif len(words) >= 3 and words[0] == "install" and os.path.basename(words[2]) in ("false", "true"):
+        if (len(words) >= 2 and words[0] == "blacklist") or (len(words) >= 3 and words[0] == "install" and os.path.basename(words[2]) in ("false", "true")):
             names.append(words[1])
     return names
 
