@@ -42,7 +42,9 @@ def parse_modprobe_blacklist(text: str) -> list[str]:
     names = []
     for line in text.splitlines():
         words = line.split("#", 1)[0].split()
-        if (len(words) >= 2 and words[0] == "blacklist") or (len(words) >= 3 and words[0] == "install" and os.path.basename(words[2]) in ("false", "true")):
+        blacklist = len(words) >= 2 and words[0] == "blacklist"
+        disabled = len(words) >= 3 and words[0] == "install" and os.path.basename(words[2]) in ("false", "true")
+        if blacklist or disabled:
             names.append(words[1])
     return names
 
