@@ -143,3 +143,49 @@ def test_kernel_headers_for_running_and_newest_kernels_and_the_meta_package(tmp_
         skip_tags=("verify", "cuda", "cudnn", "rust", "build"))
     assert failures(runner) == {}
     assert one(agents["deb"], "package", name=["linux-headers-6.1.0-26-amd64", "linux-headers-amd64"])
+
+
+def files_exist(*paths: str) -> Any:
+    """FAKE stat answers: these paths exist on the host."""
+    def respond(module: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        if module == "stat" and args.get("path") in paths:
+            return {"changed": False, "stat": {"exists": True}}
+        return None
+    return respond
+
+
+UNIT = "/lib/systemd/system/nvidia-persistenced.service"
+
+
+def test_persistence_on_a_headless_box_and_off_under_a_display_manager(tmp_path: Path) -> None:
+    skip = ("verify", "cuda", "cudnn", "rust", "build")
+    runner, agents = plan_in_check_mode(tmp_path, {"h100": {"facts": "ubuntu2404-h100", "cuda_version": None}},
+                                        skip_tags=skip, respond=files_exist(UNIT))
+    assert failures(runner) == {}
+    service = one(agents["h100"], "service", name="nvidia-persistenced")
+    assert (service["enabled"], service["state"]) == (True, "started")
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    runner, agents = plan_in_check_mode(desk, {"desk": {"facts": "ubuntu2404-h100", "cuda_version": None}},
+                                        skip_tags=skip,
+                                        respond=files_exist(UNIT, "/etc/systemd/system/display-manager.service"))
+    assert failures(runner) == {}
+    assert not agents["desk"].module_args("service")
+    assert results(runner, "desk")["nvidia_driver : Look for the nvidia-persistenced unit"].status == "skipped"
+    # asked for explicitly on a desktop
+    forced = tmp_path / "forced"
+    forced.mkdir()
+    runner, agents = plan_in_check_mode(forced, {"desk": {"facts": "ubuntu2404-h100", "cuda_version": None,
+                                                          "nvidia_persistence": True}}, skip_tags=skip,
+                                        respond=files_exist(UNIT, "/etc/systemd/system/display-manager.service"))
+    assert one(agents["desk"], "service", name="nvidia-persistenced")["enabled"] is True
+
+
+def test_debian_installs_the_persistence_daemon_with_the_driver(tmp_path: Path) -> None:
+    runner, agents = plan_in_check_mode(tmp_path, {"deb": {
+        "facts": "debian12-a100", "nvidia_driver_branch": "535", "cuda_version": None, "cudnn_version": None}},
+        skip_tags=("verify", "cuda", "cudnn", "rust", "build"))
+    assert failures(runner) == {}
+    d = agents["deb"]
+    assert one(d, "package", name=["nvidia-persistenced"])
+    assert one(d, "service", name="nvidia-persistenced")["state"] == "started"
