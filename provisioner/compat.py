@@ -344,6 +344,7 @@ class GpuPlan:
     rocm_version: str | None = None
     rocm_installer_url: str | None = None
     rocm_packages: list[str] = field(default_factory=list)
+    rocm_gfx_override: str | None = None    # HSA_OVERRIDE_GFX_VERSION a consumer card of the host needs
     notes: list[str] = field(default_factory=list)
 
 
@@ -393,6 +394,14 @@ def _needs(floor: str, cv: CudaVersion) -> str:
     if floor == cv.min_driver:
         return f"it needs >= {floor}"
     return f"it needs >= {floor} (minor-version compatibility), {cv.min_driver} for every feature"
+
+
+def _override_target(override: str | None) -> str | None:
+    """"10.3.0" -> "gfx1030": the LLVM target an HSA_OVERRIDE_GFX_VERSION makes a card run as."""
+    if not override:
+        return None
+    major, minor, step = (override.split(".") + ["0", "0"])[:3]
+    return f"gfx{major}{minor}{step}"
 
 
 def _unknown(what: str, version: str, known: Any) -> str:
@@ -756,7 +765,24 @@ class _Planner:
         return False
 
     # -- ROCm --------------------------------------------------------------------------------
+    def gfx_override(self) -> None:
+        """HSA_OVERRIDE_GFX_VERSION for consumer cards whose own target ROCm does not build (matrix)."""
+        needs: dict[str, str] = {}
+        for gpu in _amd_gpus(self.facts):
+            known = self.m.amd_gpus.devices.get(gpu.get("device_id") or "")
+            if known is not None and known.gfx_override:
+                needs[known.gfx_override] = f"{known.name} ({known.gfx})"
+        if len(needs) == 1:
+            value, card = next(iter(needs.items()))
+            self.fields["rocm_gfx_override"] = value
+            self.notes.append(f"{card} runs ROCm as {_override_target(value)}: HSA_OVERRIDE_GFX_VERSION={value}")
+        elif needs:
+            self.notes.append("AMD cards needing different HSA_OVERRIDE_GFX_VERSION values ("
+                              + ", ".join(f"{c}: {v}" for v, c in needs.items()) + "): none set; set "
+                              "rocm_gfx_override per host or HSA_OVERRIDE_GFX_VERSION_<n> per device")
+
     def rocm(self) -> None:
+        self.gfx_override()
         version = self.req.rocm_version
         if not version:
             self.notes.append("AMD GPU present but no rocm_version requested: ROCm not planned")
@@ -778,6 +804,9 @@ class _Planner:
             if known is None:
                 self.notes.append(f"AMD GPU {gpu.get('device_id')} at {gpu.get('pci_slot')} is not in the "
                                   "matrix: its LLVM target was not checked")
+            elif known.gfx not in rv.gfx and _override_target(known.gfx_override) in rv.gfx:
+                self.notes.append(f"ROCm {version} does not build {known.gfx} ({known.name}); it runs as "
+                                  f"{_override_target(known.gfx_override)} through HSA_OVERRIDE_GFX_VERSION")
             elif known.gfx not in rv.gfx:
                 self.refuse("rocm", f"ROCm {version} does not support {known.gfx} ({known.name}, PCI "
                                     f"{gpu.get('device_id')}); it supports {', '.join(rv.gfx)}")

@@ -65,12 +65,12 @@ class TrapHost:
         facts["gpu_kernel"]["modules_loaded"] = sorted(set(facts["gpu_kernel"]["modules_loaded"]) | set(open_in_use))
         return facts
 
-    def apply(self, facts: dict[str, Any], variables: dict[str, Any], *args: str) -> Run:
+    def apply(self, facts: dict[str, Any], variables: dict[str, Any], *args: str, tags: str = "driver") -> Run:
         path = self.workdir / f"facts-{time.monotonic_ns()}.json"
         path.write_text(json.dumps(facts))
         extra = self.workdir / f"vars-{time.monotonic_ns()}.yml"
         extra.write_text(yaml.safe_dump({**variables, "provision_fake_facts": str(path)}))
-        return apply(self.workdir, self.inventory, "--tags", "driver", "-e", f"@{extra}", *args)
+        return apply(self.workdir, self.inventory, "--tags", tags, "-e", f"@{extra}", *args)
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +251,29 @@ def test_a_kernel_update_without_the_module_gets_headers_and_a_dkms_build(trap_h
     second = h.apply({**after, "gpus": card["gpus"]}, DRIVER_ONLY)
     assert second.rc == 0 and second.changed(name) == 0, second.out
     print(f"\nkernel update: first run {first.seconds:.0f}s, rerun {second.seconds:.1f}s")
+
+
+def test_a_consumer_radeon_gets_hsa_override_gfx_version_system_wide(trap_host: TrapHost) -> None:
+    """FAKE facts: an RX 6600 (PCI 0x73ff, gfx1032) instead of no GPU. Real: the files, and a login that sees it."""
+    h = trap_host
+    name = h.host.name
+    facts = json.loads(json.dumps(h.real_facts))
+    facts["gpus"] = [{"vendor": "amd", "vendor_id": "0x1002", "device_id": "0x73ff", "pci_slot": "0000:03:00.0",
+                      "class": "0x030000", "model": None, "memory_mib": 8176, "driver": "amdgpu"}]
+    variables = {"rocm_version": None}
+    first = h.apply(facts, variables, tags="rocm")
+    assert first.rc == 0, first.out
+    assert "HSA_OVERRIDE_GFX_VERSION=10.3.0\n" in h.sh("cat /etc/environment")
+    conf = h.sh("cat /etc/systemd/system.conf.d/provision-rocm-gfx-override.conf")
+    assert "[Manager]\nDefaultEnvironment=HSA_OVERRIDE_GFX_VERSION=10.3.0\n" in conf
+    assert h.sh("echo $HSA_OVERRIDE_GFX_VERSION").strip() == "10.3.0"      # a new SSH login (PAM's pam_env)
+    assert first.changed(name) == 3                 # /etc/environment, system.conf.d, its file
+    second = h.apply(facts, variables, tags="rocm")
+    assert second.rc == 0 and second.changed(name) == 0, second.out
+    # the admin turns it off: both settings go, and stay gone
+    off = h.apply(facts, {**variables, "rocm_gfx_override": ""}, tags="rocm")
+    assert off.rc == 0 and off.changed(name) == 2, off.out
+    assert "HSA_OVERRIDE_GFX_VERSION" not in h.sh("cat /etc/environment")
+    assert h.sh("test -e /etc/systemd/system.conf.d/provision-rocm-gfx-override.conf || echo gone").strip() == "gone"
+    again = h.apply(facts, {**variables, "rocm_gfx_override": ""}, tags="rocm")
+    assert again.rc == 0 and again.changed(name) == 0, again.out
