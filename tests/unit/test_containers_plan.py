@@ -39,6 +39,7 @@ def test_off_by_default(tmp_path: Path) -> None:
     assert failures(runner) == {}
     assert not [r for r in runner.results if r.task.startswith("nvidia_container_toolkit")
                 and r.status != "skipped"]
+    assert not [a for m, a, _ in agents["h100"].calls if "nvidia-container-toolkit" in str(a) or "nvidia-ctk" in str(a)]
 
 
 def test_ubuntu_repo_toolkit_docker_runtime_and_a_cdi_spec_for_the_loaded_driver(tmp_path: Path) -> None:
