@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--from", dest="from_report", required=True, metavar="RUN.json", help="a `apply --report` file")
     sp.add_argument("--history", metavar="DB", help="the GPU history file, for a history line per GPU")
     sp.add_argument("-o", "--output", required=True, metavar="FILE.html")
+    sp = sub.add_parser("compat", help="print the version matrix (CUDA, drivers, cuDNN, ROCm) and its sources")
+    sp.add_argument("--json", action="store_true", help="the matrix as JSON")
+    sp.add_argument("-v", "--verbose", action="count", default=0)
     sp = sub.add_parser("facts", help="print hosts' facts as JSON")
     sp.add_argument("hosts", nargs="*", default=["all"])
     common(sp)
@@ -172,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "compat":
+        return _compat(args)
     if args.command == "init":
         return _init(Path(args.directory))
     if args.command == "report":
@@ -275,6 +280,23 @@ def _apply(args: argparse.Namespace, playbook: Any, inventory: Any, options: Any
     if runner.interrupted.is_set():
         return 130
     return 0 if ok else 1
+
+
+def _compat(args: argparse.Namespace) -> int:
+    from provisioner.compat import MatrixError, load_matrix
+    from provisioner.output.compat_table import matrix_json, print_matrix
+
+    try:
+        matrix = load_matrix()
+    except MatrixError as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        print(json.dumps(matrix_json(matrix), indent=2))
+    else:
+        from rich.console import Console
+        print_matrix(matrix, Console(highlight=False, soft_wrap=True))
+    return 0
+
 
 
 def _gpu_history_and_page(args: argparse.Namespace, runner: Any, elapsed: float, console: Any) -> None:

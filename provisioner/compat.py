@@ -10,11 +10,16 @@ YAML so that 12.10 stays 12.10):
 
     gpu_stack             "auto" (default: CUDA for NVIDIA GPUs, ROCm for AMD GPUs, nothing
                           otherwise) | "cuda" | "rocm" | "none"
-    cuda_version          "12.4"; None = no CUDA toolkit
+    cuda_version          "12.4" (a pin: installed, and /usr/local/cuda points to it); "auto": keep
+                          an installed toolkit the matrix accepts for this driver and GPU (the
+                          newest), else install the newest the driver supports (the matrix's
+                          default where no driver is loaded); None = no CUDA toolkit
     cuda_method           "nvidia_repo" (default; NVIDIA's apt/dnf repo) | "distro" (the
                           distribution's nvidia-cuda-toolkit)
     nvidia_driver_branch  "550"; None (default) = keep the installed driver
-    cudnn_version         "9" | "8.9" | "8.7"; None = no cuDNN
+    cudnn_version         "9" | "8.9" | "8.7"; "auto": keep an installed cuDNN built for the
+                          toolkit's CUDA major (packages, archive or wheel), else the newest built
+                          for it; None = no cuDNN
     cudnn_method          "archive" (default; the tarball, as the chapter does) | "nvidia_repo" | "pip"
     rocm_version          "6.2"; None = no ROCm
     force                 true: plan CUDA/ROCm even on a host without such a GPU (build boxes)
@@ -22,6 +27,7 @@ YAML so that 12.10 stays 12.10):
 
 from __future__ import annotations
 
+import datetime
 import functools
 import re
 from dataclasses import dataclass, field
@@ -95,11 +101,13 @@ class ChapterRow(_Model):
 
 class ChapterTable(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     rows: list[ChapterRow] = Field(min_length=1)
 
 
 class NvidiaRepo(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     url: str
     keyring_deb: str
     dnf_repo_file: str
@@ -110,6 +118,7 @@ class NvidiaRepo(_Model):
 
 class MinorVersionCompat(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     min_driver: dict[str, Version]
 
 
@@ -118,10 +127,14 @@ class CudaVersion(_Model):
     compute_capability: CcRange
     nvidia_repo_os: list[OsKey]
     pytorch: str | None
+    source: Source | None = None    # a row added after its section's source: where it comes from
+    checked: datetime.date | None = None
 
 
 class CudaSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
+    default: Version                # cuda_version auto on a host where no driver is loaded yet
     versions: dict[Version, CudaVersion] = Field(min_length=1)
 
 
@@ -132,6 +145,7 @@ class DriverBranch(_Model):
 
 class DriverSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     branches: dict[Branch, DriverBranch] = Field(min_length=1)
 
 
@@ -156,6 +170,7 @@ class CudnnVersion(_Model):
 
 class CudnnSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     archive_url: str
     arch: dict[str, str]
     versions: dict[Version, CudnnVersion] = Field(min_length=1)
@@ -169,6 +184,7 @@ class DistroCuda(_Model):
 
 class DistroCudaSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     packages: dict[OsKey, DistroCuda]
 
 
@@ -178,10 +194,13 @@ class RocmVersion(_Model):
     debian: dict[str, str]          # Debian codename -> the Ubuntu codename whose installer it uses
     rhel: list[Version]
     gfx: list[Gfx] = Field(min_length=1)
+    source: Source | None = None    # a row added after its section's source: where it comes from
+    checked: datetime.date | None = None
 
 
 class RocmSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     deb_url: str
     rpm_url: str
     install_command: str
@@ -191,10 +210,12 @@ class RocmSection(_Model):
 class AmdGpu(_Model):
     name: str
     gfx: Gfx
+    gfx_override: Version | None = None   # HSA_OVERRIDE_GFX_VERSION a consumer card needs for ROCm
 
 
 class AmdGpuSection(_Model):
     source: Source
+    checked: datetime.date          # when the section was last read against its source
     devices: dict[PciId, AmdGpu]
 
 
@@ -202,6 +223,7 @@ class Matrix(_Model):
     """compat.yml, validated: every section carries a `source`."""
 
     schema_version: Literal[1] = Field(alias="schema")
+    checked: datetime.date              # the whole file, last checked against its sources
     chapter_table: ChapterTable
     nvidia_repo: NvidiaRepo
     minor_version_compat: MinorVersionCompat
@@ -214,12 +236,23 @@ class Matrix(_Model):
 
     @model_validator(mode="after")
     def _every_cuda_major_has_a_driver_floor(self) -> Matrix:
+        if self.cuda.default not in self.cuda.versions:
+            raise ValueError(f"cuda.default {self.cuda.default} is not one of cuda.versions")
         for version in self.cuda.versions:
             major = version.split(".")[0]
             if major not in self.minor_version_compat.min_driver:
                 raise ValueError(f"cuda.versions.{version}: "
                                  f"no minor_version_compat.min_driver for CUDA {major}.x")
         return self
+
+    def oldest_check(self) -> datetime.date:
+        """The oldest `checked:` date in the file (the file's, a section's or a row's)."""
+        dates = [self.checked, self.chapter_table.checked, self.nvidia_repo.checked,
+                 self.minor_version_compat.checked, self.cuda.checked, self.driver_branches.checked,
+                 self.cudnn.checked, self.distro_cuda.checked, self.rocm.checked, self.amd_gpus.checked]
+        dates += [row.checked for row in self.cuda.versions.values() if row.checked is not None]
+        dates += [row.checked for row in self.rocm.versions.values() if row.checked is not None]
+        return min(dates)
 
     def repo_os_keys(self) -> set[str]:
         """Every OS key NVIDIA's CUDA repository serves for some toolkit in the matrix."""
@@ -260,10 +293,10 @@ class GpuRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gpu_stack: Literal["auto", "cuda", "rocm", "none"] = "auto"
-    cuda_version: Version | None = None
+    cuda_version: Version | Literal["auto"] | None = None
     cuda_method: Literal["nvidia_repo", "distro"] = "nvidia_repo"
     nvidia_driver_branch: Branch | None = None
-    cudnn_version: Version | None = None
+    cudnn_version: Version | Literal["auto"] | None = None
     cudnn_method: Literal["archive", "nvidia_repo", "pip"] = "archive"
     rocm_version: Version | None = None
     force: bool = False
@@ -292,6 +325,10 @@ class GpuPlan:
     os_key: str | None                      # NVIDIA's repo name for the OS: "ubuntu2404", "wsl-ubuntu"
     gpu_stack: str = "none"                 # "cuda" | "rocm" | "cuda+rocm" | "none"
     cuda_version: str | None = None
+    cuda_action: str | None = None          # "keep" (installed, nothing to do) | "install"
+    cuda_reason: str | None = None          # why this version: "installed at ...", "newest the driver 550 supports"
+    cuda_pinned: bool = False               # the admin named the version: /usr/local/cuda points to it
+    cuda_home: str | None = None            # keep: the kept toolkit's CUDA_HOME
     cuda_method: str | None = None
     cuda_packages: list[str] = field(default_factory=list)
     cuda_repo_url: str | None = None
@@ -299,12 +336,15 @@ class GpuPlan:
     driver_branch: str | None = None        # None: keep the installed driver
     driver_packages: list[str] = field(default_factory=list)
     cudnn_version: str | None = None        # the exact release, e.g. "9.14.0.64"
+    cudnn_action: str | None = None         # "keep" | "install"
+    cudnn_reason: str | None = None
     cudnn_method: str | None = None
     cudnn_packages: list[str] = field(default_factory=list)
     cudnn_archive_url: str | None = None
     rocm_version: str | None = None
     rocm_installer_url: str | None = None
     rocm_packages: list[str] = field(default_factory=list)
+    rocm_gfx_override: str | None = None    # HSA_OVERRIDE_GFX_VERSION a consumer card of the host needs
     notes: list[str] = field(default_factory=list)
 
 
@@ -356,6 +396,14 @@ def _needs(floor: str, cv: CudaVersion) -> str:
     return f"it needs >= {floor} (minor-version compatibility), {cv.min_driver} for every feature"
 
 
+def _override_target(override: str | None) -> str | None:
+    """"10.3.0" -> "gfx1030": the LLVM target an HSA_OVERRIDE_GFX_VERSION makes a card run as."""
+    if not override:
+        return None
+    major, minor, step = (override.split(".") + ["0", "0"])[:3]
+    return f"gfx{major}{minor}{step}"
+
+
 def _unknown(what: str, version: str, known: Any) -> str:
     return f"{what} {version} is not in the version matrix (known: {', '.join(known)})"
 
@@ -371,6 +419,7 @@ class _Planner:
         self.notes: list[str] = []
         self.gpus = _nvidia_gpus(facts)
         self.driver = (facts.get("nvidia") or {}).get("driver_version")
+        self.cuda_version: str | None = None   # the toolkit decided (pinned, kept or chosen)
         name = facts.get("distribution") or facts.get("os_id")
         self.os_name = f"{name} {facts.get('distribution_version') or ''}".strip()
 
@@ -388,12 +437,20 @@ class _Planner:
     # -- CUDA toolkit ----------------------------------------------------------------------
     def cuda(self) -> CudaVersion | None:
         version = self.req.cuda_version
+        if version == "auto":
+            version = self.installed_toolkit()
+            if version is not None:
+                return self.m.cuda.versions.get(version)
+            version = self.newest_installable()
+        elif version:
+            self.fields.update(cuda_action="install", cuda_pinned=True, cuda_reason="pinned (cuda_version)")
         if not version:
             return None
         cv = self.m.cuda.versions.get(version)
         if cv is None:
             self.refuse("cuda", _unknown("CUDA", version, self.m.cuda.versions))
             return None
+        self.cuda_version = version
         self.fields.update(cuda_version=version, cuda_method=self.req.cuda_method)
         for name, cc in self.gpus:
             if cc is not None and not cv.compute_capability.contains(cc):
@@ -409,6 +466,111 @@ class _Planner:
             if tk.get("version") == version:
                 self.notes.append(f"CUDA {version} is already installed at {tk.get('path')}")
         return cv
+
+    def why_not_keep(self, version: str) -> str | None:
+        """Why an installed toolkit cannot stay (cuda_version auto), or None when the matrix accepts it."""
+        major = version.split(".")[0]
+        floor = self.m.minor_version_compat.min_driver.get(major)
+        if floor is None:
+            return f"CUDA {major}.x is not in the version matrix"
+        cv = self.m.cuda.versions.get(version)
+        for name, cc in self.gpus:
+            if cv is not None and cc is not None and not cv.compute_capability.contains(cc):
+                return f"it does not support compute capability {cc} ({name}); it needs {cv.compute_capability}"
+        branch = self.req.nvidia_driver_branch
+        if branch and not self.facts.get("is_wsl"):
+            if int(branch) < version_tuple(floor)[0]:
+                return f"the requested driver branch {branch} is too old for it (it needs >= {floor})"
+        elif self.driver and version_tuple(self.driver) < version_tuple(floor):
+            return f"the loaded driver {self.driver} is too old for it (it needs >= {floor})"
+        return None
+
+    def installed_toolkit(self) -> str | None:
+        """cuda_version auto: the newest installed toolkit the matrix accepts here, kept as it is."""
+        accepted: list[tuple[str, dict[str, Any]]] = []
+        for tk in (self.facts.get("cuda") or {}).get("toolkits") or []:
+            match = re.match(r"^(\d+)\.(\d+)", tk.get("version") or "")
+            if not match:
+                continue
+            version = match.group(0)
+            why_not = self.why_not_keep(version)
+            if why_not:
+                self.notes.append(f"installed CUDA {version} at {tk.get('path')} not kept: {why_not}")
+            else:
+                accepted.append((version, tk))
+        if not accepted:
+            return None
+        version, tk = max(accepted, key=lambda a: version_tuple(a[0]))
+        path = str(tk.get("path") or "")
+        cv = self.m.cuda.versions.get(version)
+        why = [f"installed at {path}"]
+        if len({v for v, _ in accepted}) > 1:
+            why.append("the newest of " + ", ".join(sorted({v for v, _ in accepted}, key=version_tuple)))
+        if self.driver:
+            full = cv is not None and version_tuple(self.driver) >= version_tuple(cv.min_driver)
+            why.append(f"driver {self.driver} runs it" + ("" if full else " (minor-version compatibility)"))
+        elif self.gpus:
+            why.append("no driver loaded to check it against")
+        ccs = sorted({cc for _, cc in self.gpus if cc})
+        if cv is not None and ccs:
+            why.append(f"compute capability {', '.join(ccs)} within {cv.compute_capability}")
+        if cv is None:
+            why.append(f"not in the matrix: checked against CUDA {version.split('.')[0]}.x's driver floor only")
+        default = (self.facts.get("cuda") or {}).get("default_path")
+        home = "/usr/local/cuda" if default and path.startswith("/usr/local/") else path
+        if default and default != path:
+            self.notes.append(f"/usr/local/cuda points to {default}: left as it is (pin cuda_version to repoint it)")
+        self.cuda_version = version
+        self.fields.update(cuda_version=version, cuda_action="keep", cuda_reason="; ".join(why), cuda_home=home)
+        return version
+
+    def newest_installable(self) -> str | None:
+        """cuda_version auto with no acceptable toolkit installed: the newest CUDA this host can take."""
+        method = self.req.cuda_method
+        distro = self.m.distro_cuda.packages.get(distro_key(self.facts) or "")
+        fits = []
+        for version, cv in self.m.cuda.versions.items():
+            if any(cc is not None and not cv.compute_capability.contains(cc) for _, cc in self.gpus):
+                continue
+            if method == "nvidia_repo" and self.os_key not in cv.nvidia_repo_os:
+                continue
+            if method == "distro" and (distro is None or distro.version != version):
+                continue
+            fits.append(version)
+        fits.sort(key=version_tuple)
+        if not fits:
+            where = "NVIDIA's repository" if method == "nvidia_repo" else "the distribution"
+            self.refuse("cuda", f"cuda_version auto: no CUDA of the version matrix both runs this host's GPUs and "
+                                f"is served by {where} for {self.os_key or self.os_name}; pin cuda_version")
+            return None
+        branch = None if self.facts.get("is_wsl") else self.req.nvidia_driver_branch
+        info = self.m.driver_branches.branches.get(branch or "")
+        if branch and info is not None:
+            full = [v for v in fits if version_tuple(v) <= version_tuple(info.max_cuda)]
+            version, why = (full[-1], f"newest the driver branch {branch} supports") if full else \
+                (fits[0], f"the oldest for this host; driver branch {branch} supports up to {info.max_cuda}")
+        elif self.driver:
+            driver, shown = version_tuple(self.driver), self.driver.split(".")[0]
+            full = [v for v in fits if driver >= version_tuple(self.m.cuda.versions[v].min_driver)]
+            floors = self.m.minor_version_compat.min_driver
+            compatible = [v for v in fits if driver >= version_tuple(floors[v.split(".")[0]])]
+            if full:
+                version, why = full[-1], f"newest the driver {shown} supports"
+            elif compatible:
+                version, why = compatible[-1], f"newest the driver {shown} runs (minor-version compatibility)"
+            else:
+                hint = self.suggest_branch(fits[-1])
+                self.refuse("cuda", f"cuda_version auto: the loaded NVIDIA driver {self.driver} runs no CUDA that "
+                                    f"{'NVIDIA' if method == 'nvidia_repo' else 'the distribution'} serves for "
+                                    f"{self.os_key or self.os_name}"
+                                    + (f"; set nvidia_driver_branch (e.g. \"{hint}\")" if hint else ""))
+                return None
+        elif self.m.cuda.default in fits:
+            version, why = self.m.cuda.default, "the matrix default; no NVIDIA driver loaded"
+        else:
+            version, why = fits[-1], "newest for this GPU and OS; no NVIDIA driver loaded"
+        self.fields.update(cuda_action="install", cuda_reason=why)
+        return version
 
     def cuda_from_repo(self, version: str, cv: CudaVersion) -> None:
         if self.os_key is None or self.os_key not in cv.nvidia_repo_os:
@@ -448,7 +610,7 @@ class _Planner:
 
     # -- driver ------------------------------------------------------------------------------
     def nvidia_driver(self, cv: CudaVersion | None) -> None:
-        branch, version = self.req.nvidia_driver_branch, self.req.cuda_version
+        branch, version = self.req.nvidia_driver_branch, self.cuda_version
         if self.facts.get("is_wsl"):
             if branch:
                 seen = self.driver or "not visible"
@@ -497,7 +659,7 @@ class _Planner:
                 self.refuse("driver", f"NVIDIA driver branch {branch} does not drive compute capability {cc} "
                                       f"({name}); it supports {info.compute_capability}"
                                       + (f"; branches that do: {', '.join(able)}" if able else ""))
-        version = self.req.cuda_version
+        version = self.cuda_version
         if cv is not None and version is not None:
             floor = self.m.minor_version_compat.min_driver[version.split(".")[0]]
             if int(branch) < version_tuple(floor)[0]:
@@ -521,12 +683,27 @@ class _Planner:
         wanted = self.req.cudnn_version
         if not wanted:
             return
+        cuda = self.cuda_version or _installed_cuda(self.facts)
+        if wanted == "auto":
+            if not cuda:
+                self.notes.append("cudnn_version auto: no CUDA toolkit planned or installed, so no cuDNN")
+                return
+            major = int(cuda.split(".")[0])
+            if self.installed_cudnn(major):
+                return
+            built = [k for k, e in self.m.cudnn.versions.items() if major in e.cuda_majors]
+            if not built:
+                self.refuse("cudnn", f"cudnn_version auto: no cuDNN of the version matrix is built for CUDA {major}.x")
+                return
+            wanted = max(built, key=version_tuple)
+            self.fields.update(cudnn_action="install", cudnn_reason=f"newest cuDNN built for CUDA {major}.x")
+        else:
+            self.fields.update(cudnn_action="install", cudnn_reason="pinned (cudnn_version)")
         key = wanted if wanted in self.m.cudnn.versions else wanted.split(".")[0]
         entry = self.m.cudnn.versions.get(key)
         if entry is None:
             self.refuse("cudnn", _unknown("cuDNN", wanted, self.m.cudnn.versions))
             return
-        cuda = self.req.cuda_version or _installed_cuda(self.facts)
         if not cuda:
             self.refuse("cudnn", f"cuDNN {wanted} needs a CUDA toolkit: set cuda_version (none is installed)")
             return
@@ -562,8 +739,50 @@ class _Planner:
                 return
             self.fields["cudnn_packages"] = [wheel]
 
+    def installed_cudnn(self, major: int) -> bool:
+        """cudnn_version auto: keep an installed cuDNN built for CUDA `major`, whatever installed it."""
+        cudnn = self.facts.get("cudnn") or {}
+        for found in cudnn.get("installs") or ([cudnn] if cudnn else []):
+            version = found.get("version")
+            if not version:
+                continue
+            majors = found.get("cuda_majors") or []
+            series = self.m.cudnn.versions.get(version.split(".")[0])
+            origin = found.get("origin") or found.get("header") or found.get("source")
+            if majors and major not in majors:
+                self.notes.append(f"installed cuDNN {version} ({origin}) is built for CUDA "
+                                  f"{', '.join(f'{m}.x' for m in majors)}, not {major}.x: not kept")
+                continue
+            if not majors:
+                # a cuDNN 9 may be built for CUDA 12 or 13: keeping an unknown one could leave the toolkit without
+                if series is not None and major in series.cuda_majors:
+                    self.notes.append(f"installed cuDNN {version} ({origin}): the CUDA major it is built for is "
+                                      "unknown, so it is not kept")
+                continue
+            self.fields.update(cudnn_version=version, cudnn_action="keep",
+                               cudnn_reason=f"installed ({origin}), for CUDA {major}.x")
+            return True
+        return False
+
     # -- ROCm --------------------------------------------------------------------------------
+    def gfx_override(self) -> None:
+        """HSA_OVERRIDE_GFX_VERSION for consumer cards whose own target ROCm does not build (matrix)."""
+        needs: dict[str, str] = {}
+        for gpu in _amd_gpus(self.facts):
+            known = self.m.amd_gpus.devices.get(gpu.get("device_id") or "")
+            if known is not None and known.gfx_override:
+                needs[known.gfx_override] = f"{known.name} ({known.gfx})"
+        if len(needs) == 1:
+            value, card = next(iter(needs.items()))
+            self.fields["rocm_gfx_override"] = value
+            self.notes.append(f"{card} runs ROCm as {_override_target(value)}: HSA_OVERRIDE_GFX_VERSION={value}")
+        elif needs:
+            self.notes.append("AMD cards needing different HSA_OVERRIDE_GFX_VERSION values ("
+                              + ", ".join(f"{c}: {v}" for v, c in needs.items()) + "): none set; set "
+                              "rocm_gfx_override per host or HSA_OVERRIDE_GFX_VERSION_<n> per device")
+
     def rocm(self) -> None:
+        self.gfx_override()
         version = self.req.rocm_version
         if not version:
             self.notes.append("AMD GPU present but no rocm_version requested: ROCm not planned")
@@ -585,6 +804,9 @@ class _Planner:
             if known is None:
                 self.notes.append(f"AMD GPU {gpu.get('device_id')} at {gpu.get('pci_slot')} is not in the "
                                   "matrix: its LLVM target was not checked")
+            elif known.gfx not in rv.gfx and _override_target(known.gfx_override) in rv.gfx:
+                self.notes.append(f"ROCm {version} does not build {known.gfx} ({known.name}); it runs as "
+                                  f"{_override_target(known.gfx_override)} through HSA_OVERRIDE_GFX_VERSION")
             elif known.gfx not in rv.gfx:
                 self.refuse("rocm", f"ROCm {version} does not support {known.gfx} ({known.name}, PCI "
                                     f"{gpu.get('device_id')}); it supports {', '.join(rv.gfx)}")

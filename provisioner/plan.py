@@ -135,11 +135,16 @@ def _table(host: str, facts: Mapping[str, Any], plan: Mapping[str, Any], problem
 def plan_rows(plan: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The plan as (label, text) rows: versions, methods, packages, URLs."""
     rows: list[tuple[str, str]] = []
-    if plan.get("cuda_version"):
+    if plan.get("cuda_action") == "keep":
+        rows.append(("cuda", f"keep {plan['cuda_version']} (installed)"))
+        rows.append(("  why", str(plan.get("cuda_reason"))))
+    elif plan.get("cuda_version"):
         toolkits = plan.get("cuda_toolkits") or [{"version": plan["cuda_version"],
                                                   "packages": plan.get("cuda_packages") or []}]
         versions = ", ".join(t["version"] + (" (default)" if t["version"] == plan["cuda_version"] and
                                              len(toolkits) > 1 else "") for t in toolkits)
+        if not plan.get("cuda_pinned"):   # cuda_version auto: say what was chosen, and why
+            versions = f"install {versions} ({plan.get('cuda_reason')})"
         rows.append(("cuda", f"{versions} via {plan.get('cuda_method')}"))
         packages = [p for t in toolkits for p in t.get("packages") or []]
         if packages:
@@ -150,8 +155,12 @@ def plan_rows(plan: Mapping[str, Any]) -> list[tuple[str, str]]:
     else:
         rows.append(("cuda", "-"))
     rows.append(("driver", f"branch {plan['driver_branch']}" if plan.get("driver_branch") else "keep installed"))
-    if plan.get("cudnn_version"):
-        rows.append(("cudnn", f"{plan['cudnn_version']} via {plan.get('cudnn_method')}"))
+    if plan.get("cudnn_action") == "keep":
+        rows.append(("cudnn", f"keep {plan['cudnn_version']} (installed)"))
+        rows.append(("  why", str(plan.get("cudnn_reason"))))
+    elif plan.get("cudnn_version"):
+        auto = "" if (plan.get("cudnn_reason") or "pinned").startswith("pinned") else f" ({plan.get('cudnn_reason')})"
+        rows.append(("cudnn", f"{plan['cudnn_version']}{auto} via {plan.get('cudnn_method')}"))
         if plan.get("cudnn_packages"):
             rows.append(("  packages", " ".join(plan["cudnn_packages"])))
         if plan.get("cudnn_archive_url"):

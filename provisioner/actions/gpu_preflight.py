@@ -88,6 +88,8 @@ def plan_for(facts: dict[str, Any], variables: Mapping[str, Any]) -> dict[str, A
     toolkits: list[dict[str, Any]] = []
     reasons = [_reason(r) for r in refusals]
     if plan.cuda_version:
+        # cuda_version auto: the planner chose (kept or picked) the toolkit
+        versions = list(dict.fromkeys(plan.cuda_version if v == "auto" else v for v in versions))
         for version in versions:
             if version == plan.cuda_version:
                 toolkits.append({"version": version, "packages": list(plan.cuda_packages)})
@@ -115,13 +117,16 @@ def _reason(refusal: compat.Refusal) -> str:
 def summary(plan: Mapping[str, Any]) -> str:
     """One line: what will be installed on this host."""
     parts = [str(plan.get("os_key") or "unknown OS")]
-    if plan.get("cuda_version"):
+    if plan.get("cuda_action") == "keep":
+        parts.append(f"CUDA {plan['cuda_version']} (keep installed)")
+    elif plan.get("cuda_version"):
         versions = ", ".join(t["version"] for t in plan.get("cuda_toolkits") or []) or plan["cuda_version"]
         parts.append(f"CUDA {versions} ({plan.get('cuda_method')})")
     if plan.get("driver_branch"):
         parts.append(f"driver {plan['driver_branch']}")
     if plan.get("cudnn_version"):
-        parts.append(f"cuDNN {plan['cudnn_version']} ({plan.get('cudnn_method')})")
+        how = "keep installed" if plan.get("cudnn_action") == "keep" else plan.get("cudnn_method")
+        parts.append(f"cuDNN {plan['cudnn_version']} ({how})")
     if plan.get("rocm_version"):
         parts.append(f"ROCm {plan['rocm_version']}")
     if len(parts) == 1:

@@ -384,6 +384,12 @@ FIXES = {
         "reboot; `nvidia-smi` must print the driver and CUDA versions and /proc/driver/nvidia/version must "
         "exist (if not: `sudo modprobe nvidia`, and check Secure Boot)."
     ),
+    "driver_not_built": (
+        "The nvidia module is not built for the running kernel {kernel} (a kernel update that DKMS did not "
+        "build it for, usually for want of headers): `sudo apt-get install linux-headers-{kernel}` (dnf: "
+        "kernel-devel-{kernel}) and `sudo dkms autoinstall -k {kernel}` (our nvidia_driver role does both), "
+        "then `sudo modprobe nvidia`; or boot the kernel it is built for ({built})."
+    ),
     "no_device_visible": (
         "CUDA sees no device although one is on the PCI bus: check CUDA_VISIBLE_DEVICES, that the nvidia "
         "module is loaded (`lsmod | grep nvidia`) and that the user may open /dev/nvidia*."
@@ -452,6 +458,25 @@ def _diag(code: str, reason: str, **fmt: Any) -> Diagnosis:
     return {"code": code, "reason": reason, "fix": fix}
 
 
+def _not_built(ctx: Dict[str, Any]) -> Diagnosis:
+    kernel = ctx.get("kernel") or "?"
+    built = ", ".join(ctx.get("built_kernels") or []) or "none"
+    return _diag("driver_not_built", f"driver not built for this kernel: no nvidia module for {kernel} "
+                 f"(built for: {built})", kernel=kernel, built=built)
+
+
+# Where a kernel's nvidia module lives (DKMS, RHEL's extra/, Ubuntu's prebuilt packages, the runfile);
+# provisioner/host/kernel_facts.py reads the same places (this file stays standalone).
+NVIDIA_MODULE_GLOBS = ("updates/dkms/nvidia.ko*", "extra/nvidia.ko*", "extra/*/nvidia.ko*", "updates/nvidia.ko*",
+                       "kernel/nvidia*/nvidia.ko*", "kernel/drivers/video/nvidia.ko*")
+
+
+def kernels_with_nvidia_module(root: str = "/lib/modules") -> List[str]:
+    """The installed kernels an nvidia module is built for."""
+    return sorted(os.path.basename(k) for k in glob.glob(os.path.join(root, "*"))
+                  if any(glob.glob(os.path.join(k, pattern)) for pattern in NVIDIA_MODULE_GLOBS))
+
+
 def diagnose(
     exc_or_text: Union[BaseException, str, None], context: Optional[Dict[str, Any]] = None
 ) -> Diagnosis:
@@ -480,6 +505,7 @@ def diagnose(
         )
     if "no module named 'numpy" in low:
         return _diag("numpy_missing", first_line)
+    not_built = ctx.get("module_built") is False and ctx.get("driver_loaded") is False
     if (
         "nvidia-smi has failed" in low
         or "couldn't communicate with the nvidia driver" in low
@@ -487,10 +513,14 @@ def diagnose(
         or "libcuda.so" in low
         or ("stub library" in low or "cudaerrorstublibrary" in low)
     ):
+        if not_built:
+            return _not_built(ctx)
         return _diag("no_driver", first_line)
     if "cudaerrornodevice" in low or "no cuda-capable device" in low:
         if ctx.get("pci_gpus") == 0:
             return _diag("no_gpu", "CUDA found no device and there is no NVIDIA GPU on the PCI bus")
+        if not_built:
+            return _not_built(ctx)
         if ctx.get("driver_loaded") is False:
             return _diag("no_driver", "CUDA found no device: the NVIDIA driver is not loaded")
         return _diag("no_device_visible", first_line)
@@ -1724,8 +1754,17 @@ def probe_host(run: _Run) -> None:
         run.proc_version = parse_driver_proc_version(Path("/proc/driver/nvidia/version").read_text())
     except OSError:
         pass
-    run.context = {"pci_gpus": None if run.pci_gpus is None else len(run.pci_gpus),
-                   "driver_loaded": run.proc_version is not None, "sizes": run.args.sizes, "python": sys.executable}
+    built_kernels = kernels_with_nvidia_module() if run.proc_version is None else []
+    run.context = {
+        "pci_gpus": None if run.pci_gpus is None else len(run.pci_gpus),
+        "driver_loaded": run.proc_version is not None,
+        "kernel": platform.release(),
+        "built_kernels": built_kernels,
+        # False only when a module is built for some other kernel: none at all means no driver installed
+        "module_built": platform.release() in built_kernels if run.proc_version is None and built_kernels else None,
+        "sizes": run.args.sizes,
+        "python": sys.executable,
+    }
     if run.pci_gpus == [] and p["smi"] is None:
         run.can_try_gpu = False
         run.result["diagnosis"] = diagnose(

@@ -22,13 +22,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from provisioner.host.kernel_facts import bound_driver, gpu_kernel_facts
 from provisioner.host.runtime import CommandResult, Host
 
 FACT_KEYS = (
     "hostname", "fqdn", "system", "os_id", "os_version_id", "distribution", "distribution_version",
     "distribution_major_version", "distribution_release", "os_family", "architecture", "kernel",
     "is_wsl", "processor_vcpus", "memtotal_mb", "pkg_mgr", "service_mgr", "python", "user_id",
-    "user_uid", "env_path", "gpus", "nvidia", "cuda", "cudnn", "rocm", "rust", "disk_free_mb",
+    "user_uid", "env_path", "gpus", "nvidia", "cuda", "cudnn", "rocm", "rust", "disk_free_mb", "gpu_kernel",
 )
 
 # os-release ID -> Ansible's `distribution` name.
@@ -406,6 +407,7 @@ def _scan_pci(host: Host, root: str = "/sys/bus/pci/devices") -> list[dict[str, 
         entry = pci_gpu_entry(slot, vendor, device, pci_class)
         if entry is None:
             continue
+        entry["driver"] = bound_driver(base)     # nvidia, nouveau, nova_core, amdgpu, vfio-pci... or None
         if entry["vendor"] == "amd":
             vram = _read(host, base + "/mem_info_vram_total")  # amdgpu exposes VRAM size in bytes
             if vram and vram.strip().isdigit():
@@ -479,23 +481,65 @@ def _site_dirs() -> list[str]:
     return out
 
 
-def _cudnn(host: Host, toolkit_dirs: Sequence[str], machine: str) -> dict[str, Any] | None:
-    """The first cuDNN found: system headers, then each CUDA toolkit, then pip wheels."""
+def parse_cudnn_packages(dpkg_status: str) -> dict[str, list[int]]:
+    """NVIDIA's installed cuDNN packages (`libcudnn9-cuda-13`) from /var/lib/dpkg/status -> {"9": [13]}."""
+    majors: dict[str, list[int]] = {}
+    for stanza in dpkg_status.split("\n\n"):
+        match = re.search(r"^Package: libcudnn(\d+)-cuda-(\d+)$", stanza, re.MULTILINE)
+        if match and "Status: install ok installed" in stanza:
+            majors.setdefault(match.group(1), []).append(int(match.group(2)))
+    return {k: sorted(set(v)) for k, v in majors.items()}
+
+
+def parse_cudnn_wheel_major(dist_info: str) -> int | None:
+    """"nvidia_cudnn_cu13-9.14.0.64.dist-info" -> 13 (the CUDA major a cuDNN wheel is built for)."""
+    match = re.match(r"nvidia_cudnn_cu(\d+)-", os.path.basename(dist_info))
+    return int(match.group(1)) if match else None
+
+
+def _cudnn_packages(host: Host) -> dict[str, list[int]]:
+    """cuDNN series -> CUDA majors, from NVIDIA's packages: dpkg's database, else their doc/licence dirs (rpm)."""
+    found = parse_cudnn_packages(_read(host, "/var/lib/dpkg/status") or "")
+    if found:
+        return found
+    for path in glob.glob("/usr/share/doc/libcudnn*-cuda-*") + glob.glob("/usr/share/licenses/libcudnn*-cuda-*"):
+        match = re.match(r"libcudnn(\d+)-cuda-(\d+)", os.path.basename(path))
+        if match:
+            found.setdefault(match.group(1), [])
+            if int(match.group(2)) not in found[match.group(1)]:
+                found[match.group(1)].append(int(match.group(2)))
+    return found
+
+
+def _cudnn(host: Host, toolkits: Sequence[Mapping[str, Any]], machine: str) -> dict[str, Any] | None:
+    """Every cuDNN found (system headers, each CUDA toolkit, pip wheels), each with the CUDA majors it
+    is built for; the fact is the first, with all of them under `installs`."""
     arch_inc = "/usr/include/" + _multiarch(machine)
     lib_dirs = ["/usr/lib/" + _multiarch(machine), "/usr/lib64", "/usr/lib"]
-    candidates: list[tuple[str, str, list[str]]] = []
+    packages = _cudnn_packages(host)
+    # (include dir, source, library dirs, CUDA majors, where it came from)
+    candidates: list[tuple[str, str, list[str], list[int], str | None]] = []
     for inc in ["/usr/include", arch_inc]:
-        candidates.append((inc, "header", lib_dirs))
-    for cuda in toolkit_dirs:
-        candidates.append((cuda + "/include", "header", [cuda + "/lib64", cuda + "/lib"] + lib_dirs))
-    for sp in _site_dirs():
-        candidates.append((sp + "/nvidia/cudnn/include", "pip", [sp + "/nvidia/cudnn/lib"]))
-    for inc, source, libs in candidates:
+        candidates.append((inc, "header", lib_dirs, [], None))
+    for tk in toolkits:
+        cuda, version = str(tk["path"]), tk.get("version") or ""
+        major = [int(version.split(".")[0])] if version[:1].isdigit() else []
+        candidates.append((cuda + "/include", "header", [cuda + "/lib64", cuda + "/lib"] + lib_dirs, major,
+                           "in the CUDA tree " + cuda))
+    venvs = glob.glob("/opt/provision/venv/lib/python3*/site-packages")   # the cudnn role's pip venv
+    for sp in _site_dirs() + [d for d in venvs if os.path.isdir(d)]:
+        wheels = glob.glob(sp + "/nvidia_cudnn_cu*.dist-info")
+        majors = sorted({m for m in (parse_cudnn_wheel_major(w) for w in wheels) if m})
+        names = ", ".join(os.path.basename(w).split("-")[0] for w in wheels)
+        candidates.append((sp + "/nvidia/cudnn/include", "pip", [sp + "/nvidia/cudnn/lib"], majors,
+                           f"pip wheel {names} in {sp}" if names else f"pip, in {sp}"))
+    installs: list[dict[str, Any]] = []
+    for inc, source, libs, majors, origin in candidates:
         headers = [inc + "/cudnn_version.h"] + sorted(glob.glob(inc + "/cudnn_version_v*.h"), reverse=True)
         for header in headers:
             text = _read(host, header) if os.path.isfile(header) else None
             version = parse_cudnn_version_h(text or "")
-            if not version:
+            if not version or any(os.path.realpath(header) == os.path.realpath(i["header"]) for i in installs):
                 continue
             libraries: list[str] = []
             for lib_dir in libs:
@@ -503,8 +547,16 @@ def _cudnn(host: Host, toolkit_dirs: Sequence[str], machine: str) -> dict[str, A
                 libraries.extend(p for p in found if p not in libraries)
                 if libraries:
                     break
-            return {"version": version, "header": header, "libraries": libraries, "source": source}
-    return None
+            if origin is None and packages.get(version.split(".")[0]):
+                series = version.split(".")[0]
+                majors = packages[series]
+                origin = "NVIDIA packages " + ", ".join(f"libcudnn{series}-cuda-{m}" for m in majors)
+            installs.append({"version": version, "header": header, "libraries": libraries, "source": source,
+                             "cuda_majors": majors, "origin": origin})
+            break
+    if not installs:
+        return None
+    return {**installs[0], "installs": installs}
 
 
 def _rocm(host: Host) -> dict[str, Any] | None:
@@ -641,9 +693,10 @@ def gather(host: Host) -> dict[str, Any]:
         "env_path": env.get("PATH", ""),
         "gpus": gpus,
         "nvidia": None,
-        "cudnn": _cudnn(host, toolkit_dirs, uname.machine),
+        "cudnn": None,
         "rocm": _rocm(host),
         "disk_free_mb": _disk_free_mb(),
+        "gpu_kernel": gpu_kernel_facts(uname.release, gpus),
     }
 
     # Collect the commands.
@@ -661,6 +714,7 @@ def gather(host: Host) -> dict[str, Any]:
     for tk in toolkits:
         if tk["version"] is None:
             _version_without_nvcc(host, tk)
+    facts["cudnn"] = _cudnn(host, toolkits, uname.machine)
     facts["cuda"] = {
         "toolkits": toolkits,
         "default_path": os.path.realpath("/usr/local/cuda") if os.path.exists("/usr/local/cuda") else None,

@@ -324,11 +324,25 @@ def test_refused_rocm_on_rhel8_minor_it_does_not_list() -> None:
 
 def test_refused_rocm_for_a_gpu_target_it_does_not_support() -> None:
     facts = host("ubuntu2204-mi210")
-    facts["gpus"][1]["device_id"] = "0x73ff"
-    _, refusals = plan(facts, rocm_version="6.2")
+    facts["gpus"][1]["device_id"] = "0x66a1"
+    _, refusals = plan(facts, rocm_version="6.4")
     assert reasons(refusals, "rocm") == [
-        ("ROCm 6.2 does not support gfx1032 (Radeon RX 6600/6600 XT, PCI 0x73ff); "
-         "it supports gfx906, gfx908, gfx90a, gfx942, gfx1030, gfx1100, gfx1101")]
+        ("ROCm 6.4 does not support gfx906 (Instinct MI50, PCI 0x66a1); "
+         "it supports gfx908, gfx90a, gfx942, gfx1030, gfx1100, gfx1101")]
+
+
+def test_a_consumer_card_runs_as_its_compatible_target_with_the_gfx_override() -> None:
+    facts = host("ubuntu2204-mi210")
+    facts["gpus"][1]["device_id"] = "0x73ff"          # RX 6600: gfx1032, which ROCm does not build
+    gpu_plan, refusals = plan(facts, rocm_version="6.2")
+    assert refusals == [] and gpu_plan.rocm_gfx_override == "10.3.0"
+    assert "Radeon RX 6600/6600 XT (gfx1032) runs ROCm as gfx1030: HSA_OVERRIDE_GFX_VERSION=10.3.0" in gpu_plan.notes
+    assert ("ROCm 6.2 does not build gfx1032 (Radeon RX 6600/6600 XT); it runs as gfx1030 through "
+            "HSA_OVERRIDE_GFX_VERSION") in gpu_plan.notes
+    facts["gpus"].append({**facts["gpus"][1], "device_id": "0x7480", "pci_slot": "0000:0b:00.0"})   # + RX 7600
+    gpu_plan, _ = plan(facts, rocm_version="6.2")
+    assert gpu_plan.rocm_gfx_override is None
+    assert any(n.startswith("AMD cards needing different HSA_OVERRIDE_GFX_VERSION values") for n in gpu_plan.notes)
 
 
 def test_refused_rocm_on_a_host_without_amd_gpu() -> None:

@@ -597,3 +597,26 @@ def test_summary_renders_as_a_rich_table_and_as_plain_text() -> None:
     assert lines[0].split()[:5] == ["host", "#", "GPU", "bus", "id"]
     assert "51,669" in lines[1] and "2/2" in lines[1]
     assert "notes:" in text and "cpu01: [no_gpu]" in text
+
+
+# --- driver not built for this kernel (issue 17) -----------------------------------------------------
+
+
+def test_a_kernel_update_without_the_module_is_diagnosed_as_not_built(tmp_path: Path) -> None:
+    """A FAKE /lib/modules: the module built (DKMS) for the old kernel only, the new one booted."""
+    old = tmp_path / "6.8.0-51-generic" / "updates" / "dkms"
+    old.mkdir(parents=True)
+    (old / "nvidia.ko.zst").write_bytes(b"")
+    (tmp_path / "6.8.0-52-generic" / "kernel").mkdir(parents=True)
+    built = verify.kernels_with_nvidia_module(str(tmp_path))
+    assert built == ["6.8.0-51-generic"]
+    context = {"driver_loaded": False, "kernel": "6.8.0-52-generic", "built_kernels": built,
+               "module_built": "6.8.0-52-generic" in built}
+    d = verify.diagnose("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", context)
+    assert d["code"] == "driver_not_built"
+    assert d["reason"] == ("driver not built for this kernel: no nvidia module for 6.8.0-52-generic "
+                           "(built for: 6.8.0-51-generic)")
+    assert "sudo dkms autoinstall -k 6.8.0-52-generic" in d["fix"] and "linux-headers-6.8.0-52-generic" in d["fix"]
+    # no module for any kernel: the driver is simply not installed
+    assert verify.diagnose("nvidia-smi: command not found", {"driver_loaded": False, "module_built": None})[
+        "code"] == "no_driver"
