@@ -119,6 +119,8 @@ def gpu_kernel_facts(running: str, gpus: list[dict[str, Any]], root: str = "") -
         "installed_kernels": installed,
         "newest_kernel": newest,
         "nvidia_module": {k: v for k, v in built.items() if v},
-        "nvidia_built_for_running": built.get(running) is not None,
+        # a loaded nvidia module proves a build for this kernel (the kernel refuses another's vermagic),
+        # also where the driver lives outside /lib/modules (a VM image's own tree, as on the H200 box)
+        "nvidia_built_for_running": built.get(running) is not None or "nvidia" in loaded,
         "nvidia_built_for_newest": built.get(newest) is not None if newest else None,
     }

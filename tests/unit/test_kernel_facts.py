@@ -81,3 +81,16 @@ def test_no_efi_means_no_secure_boot_and_an_unbound_card(tmp_path: Path) -> None
     assert (facts["efi"], facts["secure_boot"]) == (False, False)
     assert facts["open_driver_in_use"] == ["nouveau"]      # loaded, even if not (yet) bound
     assert kf.parse_secure_boot_var(b"\x06\x00") is None
+
+
+def test_a_loaded_nvidia_module_counts_as_built_for_the_running_kernel(tmp_path: Path) -> None:
+    """As on the device's H200 VM (captured 2026-12-04): nvidia and nvidia_uvm are in /proc/modules, the
+    driver's files are outside /lib/modules, and no /lib/modules tree exists for the running kernel."""
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "modules").write_text(
+        "nvidia_uvm 1875968 - - Live 0xffffffffc080c000 (O)\nnvidia 14299136 - - Live 0xffffffffc0400000 (O)\n")
+    facts = kf.gpu_kernel_facts("6.18.44-fc-v1252-gpu", [], root=str(root))
+    assert facts["modules_loaded"] == ["nvidia", "nvidia_uvm"]
+    assert facts["installed_kernels"] == [] and facts["nvidia_module"] == {}
+    assert facts["nvidia_built_for_running"] is True and facts["nvidia_built_for_newest"] is None
