@@ -1,0 +1,1 @@
+from tests.fleet.conftest import fleet_factory, fleet_image  # noqa: F401
