@@ -294,10 +294,21 @@ class Runner:
                 if id(task) not in shown:
                     shown.add(id(task))
                     self.output.task_start(self._shown_name(name, task), task)
-            results = self._parallel(step, lambda item: self.task_runner.apply(self.hosts[item[0]], item[1]))
+            # run_once: the first host of the step runs the task; the others take its result
+            # (register, facts) without a result line of their own, as in Ansible
+            leaders: dict[int, str] = {}
+            for name, task in step:
+                if task.run_once:
+                    leaders.setdefault(id(task), name)
+            to_run = [(n, t) for n, t in step if not t.run_once or leaders[id(t)] == n]
+            ran = dict(zip((n for n, _ in to_run), self._parallel(
+                to_run, lambda item: self.task_runner.apply(self.hosts[item[0]], item[1]))))
+            results = [ran[n] if n in ran else self.task_runner.share_run_once(self.hosts[n], t, ran[leaders[id(t)]])
+                       for n, t in step]
             failed_now = []
             for (name, _), result in zip(step, results):
-                self._record(result)
+                if name in ran:
+                    self._record(result)
                 if result.status in (FAILED, UNREACHABLE) and not result.ignored:
                     failed_now.append(name)
             for (name, _), result in zip(step, results):

@@ -27,6 +27,18 @@ if TYPE_CHECKING:
     from provisioner.executor.run import Runner
 
 
+_ALL_TRUE = object()
+
+
+def _registered(data: dict[str, Any]) -> dict[str, Any]:
+    """A result as `register` stores it: without the executor's private keys (_include, _label)."""
+    out = {k: v for k, v in data.items() if not k.startswith("_")}
+    if isinstance(out.get("results"), list):
+        out["results"] = [{k: v for k, v in r.items() if not k.startswith("_")} if isinstance(r, dict) else r
+                          for r in out["results"]]
+    return out
+
+
 class ActionContext:
     """What a controller action may use: variables, templating, the host's modules, files."""
 
@@ -141,53 +153,21 @@ class TaskRunner:
     def _apply(self, hr: HostRun, task: Task) -> TaskResult:
         variables = self.variables(hr, task)
         templar = self.runner.templar
-        if task.run_once:
-            first = next((n for n in self.runner.play_hosts
-                          if not self.runner.hosts[n].unreachable and not self.runner.hosts[n].failed), hr.name)
-            if first != hr.name:
-                return self._result(hr, task, SKIPPED, f"run_once: runs on {first} only", {"skipped": True})
         if task.loop is None:
-            if not self.when_ok(hr, task, variables):
-                skipped = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+            false_condition = self._false_condition(task, variables)
+            if false_condition is not _ALL_TRUE:
+                skipped = {"changed": False, "false_condition": false_condition,
+                           "skip_reason": "Conditional result was False", "skipped": True}
                 if task.register:  # `r is skipped` must see this run's result, as in Ansible
                     hr.registered[task.register] = dict(skipped)
                 return self._result(hr, task, SKIPPED, "conditional result was False", skipped)
             data = self._run_once(hr, task, variables)
+            data.setdefault("failed", False)
+            self._set_facts(hr, data)
         else:
-            items = self._loop_items(task, variables)
-            loop_var = str(task.loop_control.get("loop_var", "item"))
-            index_var = task.loop_control.get("index_var")
-            results: list[dict[str, Any]] = []
-            includes: list[Any] = []
-            for index, item in enumerate(items):
-                layer = {loop_var: mark_unsafe(item), "ansible_loop_var": loop_var}  # rendered already
-                if index_var:
-                    layer[str(index_var)] = index
-                ivars = self.variables(hr, task, layer)
-                label = task.loop_control.get("label")
-                shown = templar.render(label, ivars) if label is not None else item
-                if not all(templar.condition(c, ivars) for c in task.when):
-                    results.append({"skipped": True, "changed": False, loop_var: item, "item": item,
-                                    "_label": shown})
-                    continue
-                data = self._run_once(hr, task, ivars)
-                data.update({loop_var: item, "ansible_loop_var": loop_var, "_label": shown})
-                if "_include" in data:
-                    includes.extend(data.pop("_include"))
-                results.append(data)
-                if task.loop_control.get("pause"):
-                    time.sleep(float(task.loop_control["pause"]))
-            data = {"results": results, "changed": any(r.get("changed") for r in results),
-                    "failed": any(r.get("failed") for r in results),
-                    "msg": "All items completed" if not any(r.get("failed") for r in results)
-                    else "One or more items failed", "skipped": bool(results) and all(r.get("skipped") for r in results)}
-            if includes:
-                data["_include"] = includes
-            if not results:
-                data["skipped"] = True
-                data["msg"] = "no items in the loop"
+            data = self._loop(hr, task, variables)
         if task.register:
-            hr.registered[task.register] = mark_unsafe({k: v for k, v in data.items() if k != "_include"})
+            hr.registered[task.register] = mark_unsafe(_registered(data))
         status = FAILED if data.get("failed") else CHANGED if data.get("changed") else \
             SKIPPED if data.get("skipped") else OK
         if status == CHANGED and task.notify:
@@ -195,10 +175,82 @@ class TaskRunner:
                 rendered = str(templar.render(name, variables))
                 if rendered not in hr.notified:
                     hr.notified.append(rendered)
-        if "_set_facts" in data:
-            hr.host_facts.update(data.pop("_set_facts"))
         result = self._result(hr, task, status, str(data.get("msg") or ""), data)
         return self._maybe_ignore(hr, task, result)
+
+    def share_run_once(self, hr: HostRun, task: Task, leader: TaskResult) -> TaskResult:
+        """A run_once task's result for the hosts that did not run it: the leader's registered
+        value and facts become theirs too (Ansible applies a run_once result to every host)."""
+        source = self.runner.hosts[leader.host]
+        if task.register and task.register in source.registered:
+            hr.registered[task.register] = source.registered[task.register]
+        if task.action in ("set_fact", "include_vars"):
+            looped = leader.data.get("results")
+            for item in looped if isinstance(looped, list) else [leader.data]:
+                if isinstance(item, dict) and isinstance(item.get("ansible_facts"), Mapping):
+                    hr.host_facts.update(item["ansible_facts"])
+        return dataclasses.replace(leader, host=hr.name)
+
+    def _loop(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
+        """Every item in turn, as Ansible: each one sees the facts the previous ones set
+        (set_fact, include_vars), and the result is `results` with one entry per item."""
+        templar = self.runner.templar
+        items = self._loop_items(task, variables)
+        loop_var = str(task.loop_control.get("loop_var", "item"))
+        index_var = task.loop_control.get("index_var")
+        label = task.loop_control.get("label")
+        results: list[dict[str, Any]] = []
+        includes: list[Any] = []
+        for index, item in enumerate(items):
+            layer: dict[str, Any] = {loop_var: mark_unsafe(item), "ansible_loop_var": loop_var}  # rendered already
+            marks: dict[str, Any] = {loop_var: item, "ansible_loop_var": loop_var}
+            if index_var:
+                layer[str(index_var)] = marks[str(index_var)] = index
+                marks["ansible_index_var"] = str(index_var)
+            ivars = self.variables(hr, task, layer)
+            shown = templar.render(label, ivars) if label is not None else item
+            false_condition = self._false_condition(task, ivars)
+            if false_condition is not _ALL_TRUE:
+                results.append({"changed": False, "false_condition": false_condition,
+                                "skip_reason": "Conditional result was False", "skipped": True,
+                                **marks, "_label": shown})
+                continue
+            data = self._run_once(hr, task, ivars)
+            data.setdefault("failed", False)
+            self._set_facts(hr, data)
+            data.update(marks)
+            data["_label"] = shown
+            if "_include" in data:
+                includes.extend(data.pop("_include"))
+            results.append(data)
+            if task.loop_control.get("pause"):
+                time.sleep(float(task.loop_control["pause"]))
+        out: dict[str, Any] = {"changed": any(r.get("changed") for r in results), "results": results}
+        if not results:
+            out.update(skipped=True, skipped_reason="No items in the list")
+            return out
+        out["skipped"] = all(r.get("skipped") for r in results)
+        if any(r.get("failed") for r in results):
+            out.update(failed=True, msg="One or more items failed")
+        else:
+            out["msg"] = "All items skipped" if out["skipped"] else "All items completed"
+        if includes:
+            out["_include"] = includes
+        return out
+
+    def _false_condition(self, task: Task, variables: LazyVars) -> Any:
+        """The first `when` condition that is false (as Ansible's `false_condition`), else _ALL_TRUE."""
+        for c in task.when:
+            if not self.runner.templar.condition(c, variables):
+                return c
+        return _ALL_TRUE
+
+    @staticmethod
+    def _set_facts(hr: HostRun, data: dict[str, Any]) -> None:
+        """set_fact / include_vars: the facts count from now on (the next loop item included)."""
+        facts = data.pop("_set_facts", None)
+        if facts:
+            hr.host_facts.update(facts)
 
     def _loop_items(self, task: Task, variables: LazyVars) -> list[Any]:
         value = self.runner.templar.render(task.loop, variables)

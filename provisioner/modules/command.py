@@ -45,11 +45,12 @@ def plan(args: Args, host: Host) -> Change:
         raise ModuleError("command needs a command line (free form, cmd: or argv:)")
     if args.cmd and args.argv:
         raise ModuleError("give either cmd or argv, not both")
+    argv = args.argv if args.argv else shlex.split(args.cmd or "")  # `cmd` in the result, as Ansible's
     reason = skip_reason(args.creates, args.removes, args.chdir)
     if reason:
-        return Change(False, reason, data={"rc": 0, "stdout": "", "stderr": "", "cmd": args.cmd or args.argv})
-    shown = args.cmd or " ".join(shlex.quote(a) for a in args.argv or [])
-    return Change(True, "would run: %s" % shown if host.check_mode else "", data={"cmd": args.cmd or args.argv})
+        return Change(False, reason, data={"rc": 0, "stdout": "", "stderr": "", "cmd": argv})
+    shown = args.cmd or " ".join(shlex.quote(a) for a in argv)
+    return Change(True, "would run: %s" % shown if host.check_mode else "", data={"cmd": argv})
 
 
 def run_and_report(host: Host, argv: Any, args: Any, shell: bool, executable: Optional[str] = None) -> Dict[str, Any]:
