@@ -262,9 +262,9 @@ class TaskRunner:
             parts = dict(p.split("=") for p in str(value).split()) if "=" in str(value) else {"end": value}
             start, end = int(parts.get("start", 1)), int(parts.get("end", 0))
             return [str(i) for i in range(start, end + 1, int(parts.get("stride", 1)))]
-        if task.loop_kind == "with_fileglob":
-            import glob
-            return sorted(p for pat in (value if isinstance(value, list) else [value]) for p in glob.glob(str(pat)))
+        if task.loop_kind == "with_fileglob":  # files searched as lookup('fileglob') does
+            from provisioner.lookups import LookupContext, run_lookup
+            return list(run_lookup(LookupContext(variables), "fileglob", (value,), {"wantlist": True}))
         if isinstance(value, str) and task.loop_kind == "with_items":
             return [value]
         if not isinstance(value, list):
