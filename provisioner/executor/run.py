@@ -156,7 +156,7 @@ class Runner:
         return merged
 
     # -- connections -------------------------------------------------------------------------
-    def connect(self, hr: HostRun) -> TaskResult:
+    def connect(self, hr: HostRun, shown_as: str = "Gathering Facts") -> TaskResult:
         """Connect, start the agent and gather facts: one round trip."""
         t0 = time.monotonic()
         try:
@@ -189,24 +189,24 @@ class Runner:
             hr.session = session
             reply = session.start({"op": "facts"})
         except TemplateError as exc:
-            return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, str(exc), duration=time.monotonic() - t0)
+            return TaskResult(hr.name, shown_as, "setup", FAILED, str(exc), duration=time.monotonic() - t0)
         except Unreachable as exc:
             hr.unreachable = True
-            return TaskResult(hr.name, "Gathering Facts", "setup", UNREACHABLE, str(exc),
+            return TaskResult(hr.name, shown_as, "setup", UNREACHABLE, str(exc),
                               duration=time.monotonic() - t0)
         except Exception as exc:  # a broken host must not take the others down
             hr.unreachable = True
-            return TaskResult(hr.name, "Gathering Facts", "setup", UNREACHABLE,
+            return TaskResult(hr.name, shown_as, "setup", UNREACHABLE,
                               f"{type(exc).__name__}: {exc}", duration=time.monotonic() - t0)
         assert reply is not None
         if reply.get("failed"):
-            return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, reply.get("msg", ""),
+            return TaskResult(hr.name, shown_as, "setup", FAILED, reply.get("msg", ""),
                               data=reply, duration=time.monotonic() - t0)
         hr.facts = mark_unsafe(reply.get("facts", {}))
         fake = hvars.get("provision_fake_facts")
         if fake:  # tests only: plan another OS family's host on this one (check mode)
             hr.facts = mark_unsafe(json.loads(Path(str(fake)).read_text(encoding="utf-8")))
-        return TaskResult(hr.name, "Gathering Facts", "setup", OK, "", duration=time.monotonic() - t0)
+        return TaskResult(hr.name, shown_as, "setup", OK, "", duration=time.monotonic() - t0)
 
     def local_session(self) -> AgentSession:
         """The controller itself, for `delegate_to: localhost` (started on first use)."""
@@ -275,10 +275,18 @@ class Runner:
             hr.failed = hr.stopped = False
             hr.notified = []
         fresh = [hr for hr in runs if hr.session is None]
-        if fresh:
+        if fresh and play.gather_facts:
             self.output.task_start("Gathering Facts", None)
             for result in self._parallel(fresh, self.connect):
                 self._record(result)
+        elif fresh:
+            # The facts come with the connection's first round trip anyway; with gather_facts:
+            # false Ansible shows no such task, so only a host that could not be reached is shown.
+            results = self._parallel(fresh, lambda hr: self.connect(hr, "Connecting"))
+            for result in results:
+                if result.status != OK:
+                    self.output.task_start("Connecting", None)
+                    self._record(result)
         live = [hr for hr in runs if not hr.unreachable and hr.session is not None]
         programs: dict[str, HostProgram] = {hr.name: self._host_program(hr, play) for hr in live}
         pending: dict[str, Task] = {}
