@@ -401,8 +401,8 @@ class Loader:
             key = module_name
         spec = lookup_action(key)
         if spec is None:
-            candidates = _all_action_names()
-            raise UserError(f"unknown module {key!r}{did_you_mean(key, candidates)}", raw.where(action_keys[0]))
+            from provisioner.actions import unknown_action_message
+            raise UserError(unknown_action_message(key), raw.where(action_keys[0]))
         args = self._parse_args(value, raw, key, spec.free_form)
         if isinstance(raw.get("args"), dict):
             args = {**raw["args"], **args}
@@ -616,11 +616,6 @@ def check_serial(serial: Any, pos: Position) -> None:
 def _looks_like_module(word: str) -> bool:
     from provisioner.actions import lookup_action
     return lookup_action(word) is not None
-
-
-def _all_action_names() -> list[str]:
-    from provisioner.actions import all_action_names
-    return all_action_names()
 
 
 def _as_list(value: Any, raw: YMap, key: str) -> list[Any]:
