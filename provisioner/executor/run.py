@@ -26,7 +26,7 @@ from provisioner.executor.context import HostRun, HostVars, RunOptions, fact_var
 from provisioner.executor.results import FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
 from provisioner.executor.task import TaskRunner
 from provisioner.load.inventory import Inventory
-from provisioner.load.playbook import Block, Loader, Node, Play, Playbook, Task
+from provisioner.load.playbook import Block, Loader, Node, Play, Playbook, Task, iter_tasks
 from provisioner.load.yamlsrc import load_yaml_file
 from provisioner.output.events import Output
 from provisioner.template import LazyVars, Templar, mark_unsafe
@@ -431,6 +431,8 @@ class Runner:
             if included is not None:
                 for nodes_for_item, layer in included:
                     hr_layer = dict(layer)
+                    for role in {id(t.role): t.role for t in iter_tasks(nodes_for_item) if t.role}:
+                        hr.include_layers[role] = hr_layer
                     saved = dict(hr.host_facts)
                     hr.host_facts.update(hr_layer)
                     ok = yield from self._nodes(hr, nodes_for_item, play)
@@ -463,13 +465,28 @@ class Runner:
         notified, hr.notified = hr.notified, []
         if not notified:
             return True
-        for handler in play.handlers:
+        chosen: list[Task] = []
+        seen_names: set[str] = set()
+        for handler in reversed(play.handlers):  # of handlers with the same name, the last one runs
             names = {handler.name, *(handler.listen or ())}
             if handler.role and handler.name:
                 names.add(f"{handler.role.name} : {handler.name}")
-            if not names & set(notified):
+            if not names & set(notified) or (handler.name and handler.name in seen_names):
                 continue
+            seen_names.add(handler.name or "")
+            chosen.append(handler)
+        for handler in reversed(chosen):
+            # a role included in a loop: its handler sees the variables of the last item, as in Ansible
+            layer = hr.include_layers.get(id(handler.role)) if handler.role else None
+            saved = {k: hr.host_facts[k] for k in layer or () if k in hr.host_facts}
+            if layer:
+                hr.host_facts.update(layer)
             result = yield handler
+            for k in layer or ():
+                if k in saved:
+                    hr.host_facts[k] = saved[k]
+                else:
+                    hr.host_facts.pop(k, None)
             if result.status in (FAILED, UNREACHABLE) and not result.ignored:
                 return False
         return True

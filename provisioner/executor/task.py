@@ -338,7 +338,7 @@ class TaskRunner:
             env.update({str(k): str(v) for k, v in rendered.items()})
         become = self._become(task, variables)
         session = self._delegate(hr, task, variables)
-        if task.action in ("include_tasks", "include"):
+        if task.action in ("include_tasks", "include") or task.included is not None:
             return self._include(task, variables)
         args = templar.render(task.args, variables)
         if spec.controller is not None:
@@ -417,8 +417,9 @@ class TaskRunner:
                                   environment=task.environment, vars=task.vars, role=task.role,
                                   base_dir=path.parent)
             nodes = loader._task_file(path, inherited)
-        params = {k: self.runner.templar.render(v, variables) for k, v in task.args.items()
-                  if k not in ("file", "_raw_params", "apply")}
+        params = {} if task.action == "include_role" else {  # a role's params went to its RoleInstance
+            k: self.runner.templar.render(v, variables) for k, v in task.args.items()
+            if k not in ("file", "_raw_params", "apply")}
         loop_var = str(task.loop_control.get("loop_var", "item"))
         if task.loop is not None and loop_var in variables:
             params[loop_var] = variables[loop_var]

@@ -108,8 +108,8 @@ def _check_play(play: Play, inventory: Inventory, options: RunOptions, carried: 
             names.add(str(task.loop_control["loop_var"]))
         if task.loop_control.get("index_var"):
             names.add(str(task.loop_control["index_var"]))
-        if task.role is not None:
-            names |= set(task.role.params)
+        if task.role is not None:  # include_role's roles too, not only the play's `roles:`
+            names |= set(task.role.params) | set(task.role.defaults) | set(task.role.vars)
     names |= persistent
     handlers = _handler_names(play)
     for task in tasks:

@@ -101,8 +101,9 @@ def case_digest(case: Case) -> str:
             "paths"]), repr(case.args), repr(case.hosts), repr(case.check_mode_run)):
         h.update(part.encode() + b"\0")
     files = [case.playbook, CASES_DIR / f"{case.name}.cfg.yml", COMPAT_DIR / "callback" / "compat_record.py"]
-    if case.files_dir.is_dir():
-        files += sorted(p for p in case.files_dir.rglob("*") if p.is_file())
+    for d in (case.files_dir, CASES_DIR / "roles"):  # roles/ is shared by the cases (Ansible's roles path)
+        if d.is_dir():
+            files += sorted(p for p in d.rglob("*") if p.is_file())
     for p in files:
         if p.exists():
             h.update(str(p.relative_to(COMPAT_DIR)).encode() + b"\0" + p.read_bytes() + b"\0")
