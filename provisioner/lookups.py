@@ -207,6 +207,63 @@ class _Overlay(Mapping[str, Any]):
         return sum(1 for _ in self)
 
 
+def _iterable(term: Any) -> list[Any]:
+    """A term as Ansible's nested/together iterate it: a list, or a string's characters."""
+    return list(term) if isinstance(term, (list, str)) else [term]
+
+
+def _nested(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[Any]:
+    import itertools
+
+    lists = [_iterable(t) for t in terms]
+    if not lists:
+        raise TemplateError("with_nested/lookup('nested') needs at least one list")
+    return [list(combo) for combo in itertools.product(*lists)]
+
+
+def _together(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[Any]:
+    import itertools
+
+    lists = [_iterable(t) for t in terms]
+    return [list(combo) for combo in itertools.zip_longest(*lists, fillvalue=None)]
+
+
+def _indexed_items(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[Any]:
+    return [[i, v] for i, v in enumerate(_flat(terms))]
+
+
+def _subelements(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[Any]:
+    if len(terms) not in (2, 3) or not isinstance(terms[1], str):
+        raise TemplateError("subelements needs a list (or dict) of items, a key, and optionally {skip_missing: true}")
+    flags = terms[2] if len(terms) == 3 and isinstance(terms[2], Mapping) else {}
+    return subelements(terms[0], terms[1], bool(flags.get("skip_missing")))
+
+
+def subelements(items: Any, key: str, skip_missing: bool = False) -> list[Any]:
+    """[parent, child] for each child in the list under `key` (dotted) of each parent, as Ansible's
+    with_subelements and `subelements` filter."""
+    if isinstance(items, Mapping):
+        items = list(items.values())
+    out: list[Any] = []
+    for parent in items:
+        if not isinstance(parent, Mapping):
+            raise TemplateError(f"subelements: {parent!r} is not a mapping")
+        node: Any = parent
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                if skip_missing:
+                    node = None
+                    break
+                raise TemplateError(f"could not find {key!r} key in iterated item {dict(parent)!r}")
+            node = node[part]
+        if node is None:
+            continue
+        if not isinstance(node, list):
+            raise TemplateError(f"the key {key!r} should point to a list, got {node!r}")
+        out.extend([parent, child] for child in node)
+    return out
+
+
 PASSWORD_PARAMS = ("length", "chars", "seed", "encrypt", "ident")
 
 
@@ -265,8 +322,11 @@ def _password_chars(spec: Any) -> str:
 LOOKUPS: dict[str, Lookup] = {
     "env": _env, "file": _file, "fileglob": _fileglob, "first_found": _first_found, "items": _items,
     "list": _items, "pipe": _pipe, "lines": _lines, "vars": _vars, "dict": _dict, "template": _template,
-    "password": _password,
+    "password": _password, "nested": _nested, "together": _together, "indexed_items": _indexed_items,
+    "subelements": _subelements,
 }
+# `with_<name>` loops that are a lookup's list (with_items, with_dict, with_sequence... have their own rules)
+LOOP_LOOKUPS = ("nested", "together", "subelements", "indexed_items", "lines", "file", "first_found", "template")
 
 
 def run_lookup(ctx: LookupContext, name: str, terms: tuple[Any, ...], kw: dict[str, Any]) -> Any:

@@ -19,6 +19,7 @@ from provisioner.errors import TemplateError, UserError
 from provisioner.executor.context import HostRun
 from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
 from provisioner.load.playbook import Task
+from provisioner.lookups import LOOP_LOOKUPS, LookupContext, run_lookup
 from provisioner.modules import validate_args
 from provisioner.template import LazyVars, _bool, mark_unsafe
 from provisioner.validate import ArgsError, as_dict, validate_model
@@ -262,9 +263,11 @@ class TaskRunner:
             parts = dict(p.split("=") for p in str(value).split()) if "=" in str(value) else {"end": value}
             start, end = int(parts.get("start", 1)), int(parts.get("end", 0))
             return [str(i) for i in range(start, end + 1, int(parts.get("stride", 1)))]
-        if task.loop_kind == "with_fileglob":  # files searched as lookup('fileglob') does
-            from provisioner.lookups import LookupContext, run_lookup
-            return list(run_lookup(LookupContext(variables), "fileglob", (value,), {"wantlist": True}))
+        kind = task.loop_kind or ""
+        lookup_name = kind[len("with_"):] if kind.startswith("with_") else ""
+        if lookup_name == "fileglob" or lookup_name in LOOP_LOOKUPS:  # with_X: lookup X's list, as Ansible
+            terms = tuple(value) if isinstance(value, list) else (value,)
+            return list(run_lookup(LookupContext(variables), lookup_name, terms, {"wantlist": True}))
         if isinstance(value, str) and task.loop_kind == "with_items":
             return [value]
         if not isinstance(value, list):

@@ -25,8 +25,11 @@ PLAY_KEYS = {
     "ignore_errors", "force_handlers", "order", "no_log", "diff", "ignore_unreachable", "collections",
     "module_defaults", "vars_prompt", "run_once", "timeout",
 }
+LOOP_KEYWORDS = ("with_items", "with_list", "with_dict", "with_fileglob", "with_sequence", "with_nested",
+                 "with_together", "with_subelements", "with_indexed_items", "with_lines", "with_file",
+                 "with_first_found", "with_template")
 TASK_KEYS = {
-    "name", "when", "loop", "with_items", "with_list", "with_dict", "with_fileglob", "with_sequence",
+    "name", "when", "loop", *LOOP_KEYWORDS,
     "loop_control", "register", "notify", "tags", "become", "become_user", "become_method", "changed_when",
     "failed_when", "ignore_errors", "retries", "until", "delay", "no_log", "check_mode", "diff", "environment",
     "vars", "args", "delegate_to", "run_once", "ignore_unreachable", "listen", "any_errors_fatal",
@@ -419,7 +422,7 @@ class Loader:
         pos = raw.where()
         inner = self._inherit(inherited, raw)
         loop, loop_kind = None, None
-        for lk in ("loop", "with_items", "with_list", "with_dict", "with_fileglob", "with_sequence"):
+        for lk in ("loop", *LOOP_KEYWORDS):
             if lk in raw:
                 loop, loop_kind = raw[lk], lk
                 self._check_loop(loop, lk, raw)
