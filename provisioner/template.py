@@ -161,6 +161,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@jinja2.pass_context  # not folded into a constant at compile time: a random salt each call
+def _password_hash(ctx: Any, *args: Any, **kw: Any) -> str:
+    from provisioner.passwords import password_hash
+    return password_hash(*args, **kw)
+
+
+def _subelements_filter(items: Any, key: str, skip_missing: bool) -> list[Any]:
+    from provisioner.lookups import subelements
+    return subelements(items, key, skip_missing)
+
+
 FILTERS: dict[str, Any] = {
     "bool": _bool,
     "version": version_compare,
@@ -204,16 +215,12 @@ FILTERS: dict[str, Any] = {
     "split": lambda v, sep=None, maxsplit=-1: str(v).split(sep, maxsplit),
     "type_debug": lambda v: type(v).__name__,
     "zip": lambda a, *b: [list(t) for t in zip(a, *b)],
+    "password_hash": _password_hash,
     "subelements": lambda items, key, skip_missing=False: _subelements_filter(items, key, skip_missing),
     "product": lambda a, *b, repeat=1: [list(t) for t in itertools.product(a, *b, repeat=repeat)],
     "shuffle": lambda v: list(v),
     "strftime": lambda fmt, t=None: __import__("time").strftime(fmt, __import__("time").localtime(t)),
 }
-
-
-def _subelements_filter(items: Any, key: str, skip_missing: bool) -> list[Any]:
-    from provisioner.lookups import subelements
-    return subelements(items, key, skip_missing)
 
 
 def _test_result(value: Any, key: str) -> bool:
