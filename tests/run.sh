@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=""
-  for pkg in debootstrap openssh-server openssh-client; do
+  for pkg in debootstrap openssh-server openssh-client python3-venv; do  # venv: tests/compat's ansible-core
     dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
   done
   if [ -n "$need" ]; then
