@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from typing import Any
 import jinja2
 import jinja2.meta
 import jinja2.nodes
+import jinja2.runtime
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -159,6 +161,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@jinja2.pass_context  # not folded into a constant at compile time: a random salt each call
+def _password_hash(ctx: Any, *args: Any, **kw: Any) -> str:
+    from provisioner.passwords import password_hash
+    return password_hash(*args, **kw)
+
+
+def _subelements_filter(items: Any, key: str, skip_missing: bool) -> list[Any]:
+    from provisioner.lookups import subelements
+    return subelements(items, key, skip_missing)
+
+
 FILTERS: dict[str, Any] = {
     "bool": _bool,
     "version": version_compare,
@@ -202,6 +215,9 @@ FILTERS: dict[str, Any] = {
     "split": lambda v, sep=None, maxsplit=-1: str(v).split(sep, maxsplit),
     "type_debug": lambda v: type(v).__name__,
     "zip": lambda a, *b: [list(t) for t in zip(a, *b)],
+    "password_hash": _password_hash,
+    "subelements": lambda items, key, skip_missing=False: _subelements_filter(items, key, skip_missing),
+    "product": lambda a, *b, repeat=1: [list(t) for t in itertools.product(a, *b, repeat=repeat)],
     "shuffle": lambda v: list(v),
     "strftime": lambda fmt, t=None: __import__("time").strftime(fmt, __import__("time").localtime(t)),
 }
@@ -241,45 +257,26 @@ TESTS: dict[str, Any] = {
 }
 
 
-def _lookup(name: str, *terms: Any, **kw: Any) -> Any:
-    flat: list[Any] = []
-    for t in terms:
-        flat.extend(t if isinstance(t, list) else [t])
-    if name == "env":
-        vals = [os.environ.get(str(t), kw.get("default", "")) for t in flat]
-    elif name == "file":
-        vals = []
-        for t in flat:
-            try:
-                with open(str(t), encoding="utf-8") as f:
-                    vals.append(f.read().rstrip("\n"))
-            except OSError as exc:
-                raise TemplateError(f"lookup('file'): cannot read {t}: {exc.strerror}") from None
-    elif name == "first_found":
-        files: list[str] = []
-        for t in flat:
-            if isinstance(t, Mapping):
-                paths = t.get("paths") or [""]
-                files.extend(os.path.join(p, f) for f in t.get("files", []) for p in paths)
-            else:
-                files.append(str(t))
-        found = [f for f in files if os.path.exists(f)]
-        if not found:
-            if kw.get("skip"):
-                return [] if kw.get("wantlist") else ""
-            raise TemplateError(f"lookup('first_found'): none of {files} exists")
-        vals = found[:1]
-    elif name in ("items", "list"):
-        vals = flat
-    elif name == "pipe":
-        import subprocess
-        vals = [subprocess.run(shlex.split(str(t)), capture_output=True, text=True).stdout.rstrip("\n")
-                for t in flat]
-    else:
-        raise TemplateError(f"unknown lookup plugin {name!r} (known: env, file, first_found, items, pipe)")
-    if kw.get("wantlist"):
-        return vals
-    return vals[0] if len(vals) == 1 else ",".join(str(v) for v in vals)
+def _lookup_context(ctx: jinja2.runtime.Context) -> Any:
+    from provisioner.lookups import LookupContext
+
+    parent = ctx.parent
+    variables = parent.variables if isinstance(parent, _Context) else parent
+    return LookupContext(variables)
+
+
+@jinja2.pass_context
+def _lookup(ctx: jinja2.runtime.Context, name: str, *terms: Any, **kw: Any) -> Any:
+    from provisioner.lookups import run_lookup
+
+    return run_lookup(_lookup_context(ctx), name, terms, kw)
+
+
+@jinja2.pass_context
+def _query(ctx: jinja2.runtime.Context, name: str, *terms: Any, **kw: Any) -> Any:
+    from provisioner.lookups import run_lookup
+
+    return run_lookup(_lookup_context(ctx), name, terms, {**kw, "wantlist": True})
 
 
 class _Undefined(jinja2.ChainableUndefined, jinja2.StrictUndefined):
@@ -298,8 +295,8 @@ def environment() -> jinja2.Environment:
     env.tests.update(TESTS)
     env.globals.update({
         "lookup": _lookup,
-        "query": lambda name, *t, **kw: _lookup(name, *t, wantlist=True, **kw),
-        "q": lambda name, *t, **kw: _lookup(name, *t, wantlist=True, **kw),
+        "query": _query,
+        "q": _query,
         "omit": OMIT,
     })
     return env

@@ -24,6 +24,8 @@ for entry in "${tools[@]}"; do
   read -r tool pkg <<<"$entry"
   command -v "$tool" >/dev/null 2>&1 || need+=("$pkg")
 done
+# tests/compat and the Vault interop tests build ansible-core's venv (Debian's python3 needs python3-venv)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=("python3-venv")
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "tests/run.sh: missing ${need[*]} and cannot install them (needs root and apt-get)" >&2

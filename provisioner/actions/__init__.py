@@ -88,6 +88,22 @@ def all_action_names() -> list[str]:
     return sorted(set(_module_index()) | set(_action_index()) | set(INCLUDES))
 
 
+def unknown_action_message(name: str) -> str:
+    """Why a task's module name is refused, with the closest names provision knows."""
+    import difflib
+
+    short = canonical_name(name)
+    close = difflib.get_close_matches(short, all_action_names(), n=4, cutoff=0.5)
+    what = f"unknown module {name!r}"
+    if not close:
+        missing = f"no {short!r} module" if short != name else "no such module"
+        return f"{what}: provision has {missing} (docs/COMPATIBILITY.md lists the modules it has)"
+    msg = f"{what} (did you mean {close[0]!r}?)"
+    if len(close) > 1:
+        msg += "; other close names: " + ", ".join(close[1:])
+    return msg
+
+
 def check_module_args(spec: ModuleSpec, raw: dict[str, Any], pos: Position, name: str) -> None:
     args = normalize_args(spec, raw)  # a new dict: raw stays as written
     fields = spec.fields

@@ -47,6 +47,7 @@ class HostRun:
     host_facts: dict[str, Any] = field(default_factory=dict)  # set_fact / include_vars / register
     registered: dict[str, Any] = field(default_factory=dict)
     notified: list[str] = field(default_factory=list)
+    include_layers: dict[int, dict[str, Any]] = field(default_factory=dict)  # id(role) -> last include's vars
     stats: HostStats = field(default_factory=HostStats)
     unreachable: bool = False
     failed: bool = False

@@ -29,7 +29,7 @@ from provisioner.executor.fake_facts import FAKE_FACTS_VAR, fake_facts
 from provisioner.executor.results import FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
 from provisioner.executor.task import TaskRunner
 from provisioner.load.inventory import Inventory
-from provisioner.load.playbook import Block, Loader, Node, Play, Playbook, Task
+from provisioner.load.playbook import Block, Loader, Node, Play, Playbook, Task, iter_tasks
 from provisioner.load.yamlsrc import load_yaml_file
 from provisioner.output.events import Output
 from provisioner.shipped import DATA_DIR
@@ -161,7 +161,7 @@ class Runner:
         return merged
 
     # -- connections -------------------------------------------------------------------------
-    def connect(self, hr: HostRun) -> TaskResult:
+    def connect(self, hr: HostRun, shown_as: str = "Gathering Facts") -> TaskResult:
         """Connect, start the agent and gather facts: one round trip."""
         t0 = time.monotonic()
         try:
@@ -178,25 +178,25 @@ class Runner:
             if self.play is not None and starts_without_python(self.play):
                 # `gather_facts: false` and `raw` tasks: connect now, start the agent at the first other task
                 session.open_deferred(lambda reply: self._late_facts(hr, reply))
-                return TaskResult(hr.name, "Gathering Facts", "setup", OK, "", duration=time.monotonic() - t0)
+                return TaskResult(hr.name, shown_as, "setup", OK, "", duration=time.monotonic() - t0)
             reply = session.start({"op": "facts"})
         except (TemplateError, UserError) as exc:  # UserError: fake facts outside check mode, or unreadable
-            return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, str(exc), duration=time.monotonic() - t0)
+            return TaskResult(hr.name, shown_as, "setup", FAILED, str(exc), duration=time.monotonic() - t0)
         except (Unreachable, ConnectionSettingError) as exc:
             hr.unreachable = True
-            return TaskResult(hr.name, "Gathering Facts", "setup", UNREACHABLE, str(exc),
+            return TaskResult(hr.name, shown_as, "setup", UNREACHABLE, str(exc),
                               duration=time.monotonic() - t0)
         except Exception as exc:  # a broken host must not take the others down
             hr.unreachable = True
-            return TaskResult(hr.name, "Gathering Facts", "setup", UNREACHABLE,
+            return TaskResult(hr.name, shown_as, "setup", UNREACHABLE,
                               f"{type(exc).__name__}: {exc}", duration=time.monotonic() - t0)
         assert reply is not None
         if reply.get("failed"):
-            return TaskResult(hr.name, "Gathering Facts", "setup", FAILED, reply.get("msg", ""),
+            return TaskResult(hr.name, shown_as, "setup", FAILED, reply.get("msg", ""),
                               data=reply, duration=time.monotonic() - t0)
         # check mode may plan another OS family's host on this one (executor/fake_facts.py)
         hr.facts = mark_unsafe(fake if fake is not None else reply.get("facts", {}))
-        return TaskResult(hr.name, "Gathering Facts", "setup", OK, "", duration=time.monotonic() - t0)
+        return TaskResult(hr.name, shown_as, "setup", OK, "", duration=time.monotonic() - t0)
 
     def _late_facts(self, hr: HostRun, reply: dict[str, Any] | None) -> None:
         """The facts of an agent started after `raw` tasks (see connect)."""
@@ -271,12 +271,20 @@ class Runner:
             hr.failed = hr.stopped = False
             hr.notified = []
         fresh = [hr for hr in runs if hr.session is None]
-        if fresh:
+        if fresh and play.gather_facts:
             self.output.step_start(len(fresh))
             self.output.task_start("Gathering Facts", None)
             for result in self._parallel(fresh, lambda hr: self._finished(self.connect(hr))):
                 self._record(result)
             self.output.step_end()
+        elif fresh:
+            # The facts come with the connection's first round trip anyway; with gather_facts:
+            # false Ansible shows no such task, so only a host that could not be reached is shown.
+            results = self._parallel(fresh, lambda hr: self.connect(hr, "Connecting"))
+            for result in results:
+                if result.status != OK:
+                    self.output.task_start("Connecting", None)
+                    self._record(result)
         live = [hr for hr in runs if not hr.unreachable and hr.session is not None]
         programs: dict[str, HostProgram] = {hr.name: self._host_program(hr, play) for hr in live}
         pending: dict[str, Task] = {}
@@ -293,11 +301,21 @@ class Runner:
                 if id(task) not in shown:
                     shown.add(id(task))
                     self.output.task_start(self._shown_name(name, task), task)
-            results = self._parallel(
-                step, lambda item: self._finished(self.task_runner.apply(self.hosts[item[0]], item[1])))
+            # run_once: the first host of the step runs the task; the others take its result
+            # (register, facts) without a result line of their own, as in Ansible
+            leaders: dict[int, str] = {}
+            for name, task in step:
+                if task.run_once:
+                    leaders.setdefault(id(task), name)
+            to_run = [(n, t) for n, t in step if not t.run_once or leaders[id(t)] == n]
+            ran = dict(zip((n for n, _ in to_run), self._parallel(
+                to_run, lambda item: self._finished(self.task_runner.apply(self.hosts[item[0]], item[1])))))
+            results = [ran[n] if n in ran else self.task_runner.share_run_once(self.hosts[n], t, ran[leaders[id(t)]])
+                       for n, t in step]
             failed_now = []
             for (name, _), result in zip(step, results):
-                self._record(result)
+                if name in ran:
+                    self._record(result)
                 if result.status in (FAILED, UNREACHABLE) and not result.ignored:
                     failed_now.append(name)
             self.output.step_end()
@@ -418,6 +436,8 @@ class Runner:
             if included is not None:
                 for nodes_for_item, layer in included:
                     hr_layer = dict(layer)
+                    for role in {id(t.role): t.role for t in iter_tasks(nodes_for_item) if t.role}:
+                        hr.include_layers[role] = hr_layer
                     saved = dict(hr.host_facts)
                     hr.host_facts.update(hr_layer)
                     ok = yield from self._nodes(hr, nodes_for_item, play)
@@ -450,13 +470,28 @@ class Runner:
         notified, hr.notified = hr.notified, []
         if not notified:
             return True
-        for handler in play.handlers:
+        chosen: list[Task] = []
+        seen_names: set[str] = set()
+        for handler in reversed(play.handlers):  # of handlers with the same name, the last one runs
             names = {handler.name, *(handler.listen or ())}
             if handler.role and handler.name:
                 names.add(f"{handler.role.name} : {handler.name}")
-            if not names & set(notified):
+            if not names & set(notified) or (handler.name and handler.name in seen_names):
                 continue
+            seen_names.add(handler.name or "")
+            chosen.append(handler)
+        for handler in reversed(chosen):
+            # a role included in a loop: its handler sees the variables of the last item, as in Ansible
+            layer = hr.include_layers.get(id(handler.role)) if handler.role else None
+            saved = {k: hr.host_facts[k] for k in layer or () if k in hr.host_facts}
+            if layer:
+                hr.host_facts.update(layer)
             result = yield handler
+            for k in layer or ():
+                if k in saved:
+                    hr.host_facts[k] = saved[k]
+                else:
+                    hr.host_facts.pop(k, None)
             if result.status in (FAILED, UNREACHABLE) and not result.ignored:
                 return False
         return True

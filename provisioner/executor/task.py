@@ -19,6 +19,7 @@ from provisioner.errors import TemplateError, UserError
 from provisioner.executor.context import HostRun
 from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
 from provisioner.load.playbook import Task, selected_by_tags
+from provisioner.lookups import LOOP_LOOKUPS, LookupContext, run_lookup
 from provisioner.modules import validate_args
 from provisioner.template import LazyVars, _bool, mark_unsafe
 from provisioner.validate import ArgsError, as_dict, validate_model
@@ -26,6 +27,18 @@ from provisioner.vault import taint
 
 if TYPE_CHECKING:
     from provisioner.executor.run import Runner
+
+
+_ALL_TRUE = object()
+
+
+def _registered(data: dict[str, Any]) -> dict[str, Any]:
+    """A result as `register` stores it: without the executor's private keys (_include, _label)."""
+    out = {k: v for k, v in data.items() if not k.startswith("_")}
+    if isinstance(out.get("results"), list):
+        out["results"] = [{k: v for k, v in r.items() if not k.startswith("_")} if isinstance(r, dict) else r
+                          for r in out["results"]]
+    return out
 
 
 class ActionContext:
@@ -133,57 +146,23 @@ class TaskRunner:
     def _apply(self, hr: HostRun, task: Task) -> TaskResult:
         variables = self.variables(hr, task)
         templar = self.runner.templar
-        if task.run_once:
-            first = next((n for n in self.runner.play_hosts
-                          if not self.runner.hosts[n].unreachable and not self.runner.hosts[n].failed), hr.name)
-            if first != hr.name:
-                return self._result(hr, task, SKIPPED, f"run_once: runs on {first} only", {"skipped": True})
         if task.loop is None:
-            if not self.when_ok(hr, task, variables):
-                skipped = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+            false_condition = self._false_condition(task, variables)
+            if false_condition is not _ALL_TRUE:
+                skipped = {"changed": False, "false_condition": false_condition,
+                           "skip_reason": "Conditional result was False", "skipped": True}
                 if task.register:  # `r is skipped` must see this run's result, as in Ansible
                     hr.registered[task.register] = dict(skipped)
                 return self._result(hr, task, SKIPPED, "conditional result was False", skipped)
             data = self._run_once(hr, task, variables)
-            secret = variables.secret_used
+            data.setdefault("failed", False)
+            secret = variables.secret_used or bool(data.pop("_secret", False))
+            self._set_facts(hr, data, secret)
         else:
-            items = self._loop_items(task, variables)
-            loop_var = str(task.loop_control.get("loop_var", "item"))
-            index_var = task.loop_control.get("index_var")
-            results: list[dict[str, Any]] = []
-            includes: list[Any] = []
-            secret = variables.secret_used
-            for index, item in enumerate(items):
-                layer = {loop_var: mark_unsafe(item), "ansible_loop_var": loop_var}  # rendered already
-                if index_var:
-                    layer[str(index_var)] = index
-                ivars = self.variables(hr, task, layer)
-                label = task.loop_control.get("label")
-                shown = templar.render(label, ivars) if label is not None else item
-                if not all(templar.condition(c, ivars) for c in task.when):
-                    results.append({"skipped": True, "changed": False, loop_var: item, "item": item,
-                                    "_label": shown})
-                    continue
-                data = self._run_once(hr, task, ivars)
-                secret = secret or ivars.secret_used or bool(data.pop("_secret", False))
-                data.update({loop_var: item, "ansible_loop_var": loop_var, "_label": shown})
-                if "_include" in data:
-                    includes.extend(data.pop("_include"))
-                results.append(data)
-                if task.loop_control.get("pause"):
-                    time.sleep(float(task.loop_control["pause"]))
-            data = {"results": results, "changed": any(r.get("changed") for r in results),
-                    "failed": any(r.get("failed") for r in results),
-                    "msg": "All items completed" if not any(r.get("failed") for r in results)
-                    else "One or more items failed", "skipped": bool(results) and all(r.get("skipped") for r in results)}
-            if includes:
-                data["_include"] = includes
-            if not results:
-                data["skipped"] = True
-                data["msg"] = "no items in the loop"
-        secret = secret or bool(data.pop("_secret", False))
+            data = self._loop(hr, task, variables)
+            secret = variables.secret_used or bool(data.pop("_secret", False))
         if task.register:
-            registered = mark_unsafe({k: v for k, v in data.items() if k != "_include"})
+            registered = mark_unsafe(_registered(data))
             hr.registered[task.register] = taint(registered) if secret else registered
         status = FAILED if data.get("failed") else CHANGED if data.get("changed") else \
             SKIPPED if data.get("skipped") else OK
@@ -192,11 +171,88 @@ class TaskRunner:
                 rendered = str(templar.render(name, variables))
                 if rendered not in hr.notified:
                     hr.notified.append(rendered)
-        if "_set_facts" in data:
-            facts = data.pop("_set_facts")
-            hr.host_facts.update({k: taint(v) for k, v in facts.items()} if secret else facts)
         result = self._result(hr, task, status, str(data.get("msg") or ""), data, secret=secret)
         return self._maybe_ignore(hr, task, result)
+
+    def share_run_once(self, hr: HostRun, task: Task, leader: TaskResult) -> TaskResult:
+        """A run_once task's result for the hosts that did not run it: the leader's registered
+        value and facts become theirs too (Ansible applies a run_once result to every host)."""
+        source = self.runner.hosts[leader.host]
+        if task.register and task.register in source.registered:
+            hr.registered[task.register] = source.registered[task.register]
+        if task.action in ("set_fact", "include_vars"):
+            looped = leader.data.get("results")
+            for item in looped if isinstance(looped, list) else [leader.data]:
+                if isinstance(item, dict) and isinstance(item.get("ansible_facts"), Mapping):
+                    hr.host_facts.update(item["ansible_facts"])
+        return dataclasses.replace(leader, host=hr.name)
+
+    def _loop(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
+        """Every item in turn, as Ansible: each one sees the facts the previous ones set
+        (set_fact, include_vars), and the result is `results` with one entry per item."""
+        templar = self.runner.templar
+        items = self._loop_items(task, variables)
+        loop_var = str(task.loop_control.get("loop_var", "item"))
+        index_var = task.loop_control.get("index_var")
+        label = task.loop_control.get("label")
+        results: list[dict[str, Any]] = []
+        includes: list[Any] = []
+        secret = False  # a vaulted value read by any item makes the whole result secret
+        for index, item in enumerate(items):
+            layer: dict[str, Any] = {loop_var: mark_unsafe(item), "ansible_loop_var": loop_var}  # rendered already
+            marks: dict[str, Any] = {loop_var: item, "ansible_loop_var": loop_var}
+            if index_var:
+                layer[str(index_var)] = marks[str(index_var)] = index
+                marks["ansible_index_var"] = str(index_var)
+            ivars = self.variables(hr, task, layer)
+            shown = templar.render(label, ivars) if label is not None else item
+            false_condition = self._false_condition(task, ivars)
+            if false_condition is not _ALL_TRUE:
+                results.append({"changed": False, "false_condition": false_condition,
+                                "skip_reason": "Conditional result was False", "skipped": True,
+                                **marks, "_label": shown})
+                continue
+            data = self._run_once(hr, task, ivars)
+            data.setdefault("failed", False)
+            item_secret = ivars.secret_used or bool(data.pop("_secret", False))
+            secret = secret or item_secret
+            self._set_facts(hr, data, item_secret)
+            data.update(marks)
+            data["_label"] = shown
+            if "_include" in data:
+                includes.extend(data.pop("_include"))
+            results.append(data)
+            if task.loop_control.get("pause"):
+                time.sleep(float(task.loop_control["pause"]))
+        out: dict[str, Any] = {"changed": any(r.get("changed") for r in results), "results": results}
+        if not results:
+            out.update(skipped=True, skipped_reason="No items in the list")
+            return out
+        out["skipped"] = all(r.get("skipped") for r in results)
+        if any(r.get("failed") for r in results):
+            out.update(failed=True, msg="One or more items failed")
+        else:
+            out["msg"] = "All items skipped" if out["skipped"] else "All items completed"
+        if includes:
+            out["_include"] = includes
+        if secret:
+            out["_secret"] = True
+        return out
+
+    def _false_condition(self, task: Task, variables: LazyVars) -> Any:
+        """The first `when` condition that is false (as Ansible's `false_condition`), else _ALL_TRUE."""
+        for c in task.when:
+            if not self.runner.templar.condition(c, variables):
+                return c
+        return _ALL_TRUE
+
+    @staticmethod
+    def _set_facts(hr: HostRun, data: dict[str, Any], secret: bool = False) -> None:
+        """set_fact / include_vars: the facts count from now on (the next loop item included); facts
+        made from a vaulted value stay secret (no_log wherever they are read)."""
+        facts = data.pop("_set_facts", None)
+        if facts:
+            hr.host_facts.update({k: taint(v) for k, v in facts.items()} if secret else facts)
 
     def _loop_items(self, task: Task, variables: LazyVars) -> list[Any]:
         value = self.runner.templar.render(task.loop, variables)
@@ -208,9 +264,11 @@ class TaskRunner:
             parts = dict(p.split("=") for p in str(value).split()) if "=" in str(value) else {"end": value}
             start, end = int(parts.get("start", 1)), int(parts.get("end", 0))
             return [str(i) for i in range(start, end + 1, int(parts.get("stride", 1)))]
-        if task.loop_kind == "with_fileglob":
-            import glob
-            return sorted(p for pat in (value if isinstance(value, list) else [value]) for p in glob.glob(str(pat)))
+        kind = task.loop_kind or ""
+        lookup_name = kind[len("with_"):] if kind.startswith("with_") else ""
+        if lookup_name == "fileglob" or lookup_name in LOOP_LOOKUPS:  # with_X: lookup X's list, as Ansible
+            terms = tuple(value) if isinstance(value, list) else (value,)
+            return list(run_lookup(LookupContext(variables), lookup_name, terms, {"wantlist": True}))
         if isinstance(value, str) and task.loop_kind == "with_items":
             return [value]
         if not isinstance(value, list):
@@ -284,7 +342,7 @@ class TaskRunner:
             env.update({str(k): str(v) for k, v in rendered.items()})
         become = self._become(task, variables)
         session = self._delegate(hr, task, variables)
-        if task.action in ("include_tasks", "include"):
+        if task.action in ("include_tasks", "include") or task.included is not None:
             return self._include(task, variables)
         args = templar.render(task.args, variables)
         if spec.controller is not None:
@@ -367,8 +425,9 @@ class TaskRunner:
                                   environment=task.environment, vars=task.vars, role=task.role,
                                   base_dir=path.parent)
             nodes = loader._task_file(path, inherited)
-        params = {k: self.runner.templar.render(v, variables) for k, v in task.args.items()
-                  if k not in ("file", "_raw_params", "apply")}
+        params = {} if task.action == "include_role" else {  # a role's params went to its RoleInstance
+            k: self.runner.templar.render(v, variables) for k, v in task.args.items()
+            if k not in ("file", "_raw_params", "apply")}
         loop_var = str(task.loop_control.get("loop_var", "item"))
         if task.loop is not None and loop_var in variables:
             params[loop_var] = variables[loop_var]

@@ -109,8 +109,8 @@ def _check_play(play: Play, inventory: Inventory, options: RunOptions, carried: 
             names.add(str(task.loop_control["loop_var"]))
         if task.loop_control.get("index_var"):
             names.add(str(task.loop_control["index_var"]))
-        if task.role is not None:
-            names |= set(task.role.params)
+        if task.role is not None:  # include_role's roles too, not only the play's `roles:`
+            names |= set(task.role.params) | set(task.role.defaults) | set(task.role.vars)
     names |= persistent
     handlers = _handler_names(play)
     for task in tasks:
@@ -141,6 +141,12 @@ def _include_vars_names(task: Task) -> set[str]:
         dirs.append(task.role.path / "vars")
     dirs.append(task.base_dir / "vars")
     dirs.append(task.base_dir)
+    target = task.args.get("file") or task.args.get("_raw_params") or task.args.get("dir")
+    if isinstance(target, str):
+        # the directory part of the file named (include_vars: "vars/{{ item }}.yml" in a loop)
+        sub = target if task.args.get("dir") else str(Path(target).parent)
+        if sub not in ("", ".") and not is_template(sub):
+            dirs += [d / sub for d in list(dirs)] if not Path(sub).is_absolute() else [Path(sub)]
     for d in dirs:
         if d.is_dir():
             for f in d.glob("*.y*ml"):

@@ -26,8 +26,11 @@ PLAY_KEYS = {
     "ignore_errors", "force_handlers", "order", "no_log", "diff", "ignore_unreachable", "collections",
     "module_defaults", "vars_prompt", "run_once", "timeout",
 }
+LOOP_KEYWORDS = ("with_items", "with_list", "with_dict", "with_fileglob", "with_sequence", "with_nested",
+                 "with_together", "with_subelements", "with_indexed_items", "with_lines", "with_file",
+                 "with_first_found", "with_template")
 TASK_KEYS = {
-    "name", "when", "loop", "with_items", "with_list", "with_dict", "with_fileglob", "with_sequence",
+    "name", "when", "loop", *LOOP_KEYWORDS,
     "loop_control", "register", "notify", "tags", "become", "become_user", "become_method", "changed_when",
     "failed_when", "ignore_errors", "retries", "until", "delay", "no_log", "check_mode", "diff", "environment",
     "vars", "args", "delegate_to", "run_once", "ignore_unreachable", "listen", "any_errors_fatal",
@@ -176,6 +179,7 @@ class Loader:
         self.playbook_path = playbook_path
         self.roles_path = roles_path or default_roles_path(playbook_path.parent)
         self.handlers: list[Task] = []
+        self.roles_run: set[tuple[Path, str]] = set()
 
     # -- playbook --------------------------------------------------------------------------
     def load(self) -> Playbook:
@@ -217,6 +221,7 @@ class Loader:
         if not isinstance(hosts, (str, list)):
             raise UserError(f"`hosts` must be a pattern string or list, not {type_name(hosts)}", raw.where("hosts"))
         self.handlers = []
+        self.roles_run = set()  # a role of `roles:` or a dependency runs once per play (same params)
         base = Inherited(
             tags=frozenset(_as_list(raw.get("tags"), raw, "tags")),
             become=raw.get("become"), become_user=raw.get("become_user"),
@@ -260,7 +265,7 @@ class Loader:
 
     # -- roles -----------------------------------------------------------------------------
     def _role_entry(self, entry: Any, pos: Position, inherited: Inherited, play: Play | None,
-                    parents: tuple[str, ...] = ()) -> list[Node]:
+                    parents: tuple[str, ...] = (), dependency: bool = False) -> list[Node]:
         if isinstance(entry, str):
             name, spec = entry, YMap()
         elif isinstance(entry, YMap):
@@ -275,6 +280,13 @@ class Loader:
         params = {k: v for k, v in spec.items() if k not in keywords}
         if isinstance(spec.get("vars"), dict):
             params.update(spec["vars"])
+        # As Ansible: a role (of `roles:` or a dependency) with the same params runs once per play,
+        # unless its meta says allow_duplicates; an include_role/import_role always runs.
+        key = (self.find_role(str(name), pos, inherited.base_dir if inherited.role else None).resolve(),
+               repr(sorted(params.items(), key=lambda kv: str(kv[0]))))
+        if key in self.roles_run and not _allow_duplicates(key[0]):
+            return []
+        self.roles_run.add(key)
         return self.load_role(str(name), pos, self._inherit(inherited, spec), params, play, parents)
 
     def find_role(self, name: str, pos: Position, base_dir: Path | None = None) -> Path:
@@ -310,8 +322,9 @@ class Loader:
                 raise UserError(f"`dependencies` must be a list of roles, not {type_name(deps)}",
                                 where(meta, "dependencies"))
             for i, dep in enumerate(deps):
-                nodes.extend(self._role_entry(dep, where(deps, i), replace(inherited, role=None), play,
-                                              parents + (role.name,)))
+                dep_nodes = self._role_entry(dep, where(deps, i), replace(inherited, role=None), play,
+                                             parents + (role.name,), dependency=True)
+                nodes.extend(dep_nodes)
         scoped = replace(inherited, role=role, base_dir=path / "tasks")
         tasks_file = _first_yaml(path / "tasks", tasks_from)
         if tasks_file is None and tasks_from != "main":
@@ -404,15 +417,15 @@ class Loader:
             key = module_name
         spec = lookup_action(key)
         if spec is None:
-            candidates = _all_action_names()
-            raise UserError(f"unknown module {key!r}{did_you_mean(key, candidates)}", raw.where(action_keys[0]))
+            from provisioner.actions import unknown_action_message
+            raise UserError(unknown_action_message(key), raw.where(action_keys[0]))
         args = self._parse_args(value, raw, key, spec.free_form)
         if isinstance(raw.get("args"), dict):
             args = {**raw["args"], **args}
         pos = raw.where()
         inner = self._inherit(inherited, raw)
         loop, loop_kind = None, None
-        for lk in ("loop", "with_items", "with_list", "with_dict", "with_fileglob", "with_sequence"):
+        for lk in ("loop", *LOOP_KEYWORDS):
             if lk in raw:
                 loop, loop_kind = raw[lk], lk
                 self._check_loop(loop, lk, raw)
@@ -510,6 +523,9 @@ class Loader:
                                vars_from=str(args.get("vars_from", "main")),
                                defaults_from=str(args.get("defaults_from", "main")),
                                handlers_from=str(args.get("handlers_from", "main")))
+        if task.action == "include_role" and task.loop is not None:
+            task.included = nodes  # run once per item at run time, the loop variable set
+            return task
         return Block(block=nodes, rescue=[], always=[], pos=task.pos, name=task.name)
 
     def resolve_task_file(self, target: str, base_dir: Path, role: RoleInstance | None, pos: Position) -> Path:
@@ -638,11 +654,6 @@ def _looks_like_module(word: str) -> bool:
     return lookup_action(word) is not None
 
 
-def _all_action_names() -> list[str]:
-    from provisioner.actions import all_action_names
-    return all_action_names()
-
-
 def _as_list(value: Any, raw: YMap, key: str) -> list[Any]:
     if value is None:
         return []
@@ -696,6 +707,12 @@ def _bool(value: Any, raw: YMap, key: str) -> bool:
     if text in ("no", "false", "0", "off"):
         return False
     raise UserError(f"`{key}` must be true or false, not {type_name(value)}", raw.where(key))
+
+
+def _allow_duplicates(role_path: Path) -> bool:
+    meta = _first_yaml(role_path / "meta", "main")
+    data = load_yaml_file(meta) if meta else None
+    return bool(isinstance(data, dict) and data.get("allow_duplicates"))
 
 
 def _first_yaml(directory: Path, stem: str) -> Path | None:

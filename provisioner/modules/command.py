@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import shlex
+import time
 from typing import Any, Dict, List, Optional
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
@@ -45,26 +46,41 @@ def plan(args: Args, host: Host) -> Change:
         raise ModuleError("command needs a command line (free form, cmd: or argv:)")
     if args.cmd and args.argv:
         raise ModuleError("give either cmd or argv, not both")
+    argv = args.argv if args.argv else shlex.split(args.cmd or "")  # `cmd` in the result, as Ansible's
     reason = skip_reason(args.creates, args.removes, args.chdir)
     if reason:
-        return Change(False, reason, data={"rc": 0, "stdout": "", "stderr": "", "cmd": args.cmd or args.argv})
-    shown = args.cmd or " ".join(shlex.quote(a) for a in args.argv or [])
-    return Change(True, "would run: %s" % shown if host.check_mode else "", data={"cmd": args.cmd or args.argv})
+        return Change(False, reason, data={"rc": 0, "stdout": "", "stderr": "", "cmd": argv})
+    shown = args.cmd or " ".join(shlex.quote(a) for a in argv)
+    return Change(True, "would run: %s" % shown if host.check_mode else "", data={"cmd": argv})
 
 
 def run_and_report(host: Host, argv: Any, args: Any, shell: bool, executable: Optional[str] = None) -> Dict[str, Any]:
     stdin = args.stdin
     if stdin is not None and args.stdin_add_newline and not stdin.endswith("\n"):
         stdin += "\n"
+    started = time.time()
     res = host.run(argv, stdin=stdin, cwd=args.chdir, shell=shell, executable=executable)
+    ended = time.time()
     out, err = res.stdout, res.stderr
     if args.strip_empty_ends:
         out, err = out.rstrip("\r\n"), err.rstrip("\r\n")
     data: Dict[str, Any] = {"rc": res.rc, "stdout": out, "stderr": err,
-                            "stdout_lines": out.splitlines(), "stderr_lines": err.splitlines()}
+                            "stdout_lines": out.splitlines(), "stderr_lines": err.splitlines(),
+                            "start": _timestamp(started), "end": _timestamp(ended), "delta": _delta(ended - started)}
     if res.rc != 0:
         raise ModuleError("non-zero return code %d" % res.rc, **data)
     return data
+
+
+def _timestamp(t: float) -> str:
+    """As Ansible's command results show it: 2026-12-04 14:09:24.712958 (local time)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + ".%06d" % int((t % 1) * 1e6)
+
+
+def _delta(seconds: float) -> str:
+    micros = round(seconds * 1e6)
+    return "%d:%02d:%02d.%06d" % (micros // 3600000000, micros // 60000000 % 60, micros // 1000000 % 60,
+                                  micros % 1000000)
 
 
 def apply(args: Args, change: Change, host: Host) -> Dict[str, Any]:

@@ -29,7 +29,7 @@ from tests.fleet import fleet as fleetmod
 COMPAT_DIR = Path(__file__).resolve().parent
 CASES_DIR = COMPAT_DIR / "cases"
 REPO = COMPAT_DIR.parents[1]
-HARNESS_VERSION = "2"  # bump when what is recorded changes (invalidates cached ansible results)
+HARNESS_VERSION = "3"  # bump when what is recorded changes (invalidates cached ansible results)
 
 DEFAULT_PATHS = ("/etc", "/home", "/root", "/opt", "/srv", "/var/spool/cron")
 DEFAULT_IGNORE = {
@@ -101,8 +101,9 @@ def case_digest(case: Case) -> str:
             "paths"]), repr(case.args), repr(case.hosts), repr(case.check_mode_run)):
         h.update(part.encode() + b"\0")
     files = [case.playbook, CASES_DIR / f"{case.name}.cfg.yml", COMPAT_DIR / "callback" / "compat_record.py"]
-    if case.files_dir.is_dir():
-        files += sorted(p for p in case.files_dir.rglob("*") if p.is_file())
+    for d in (case.files_dir, CASES_DIR / "roles"):  # roles/ is shared by the cases (Ansible's roles path)
+        if d.is_dir():
+            files += sorted(p for p in d.rglob("*") if p.is_file())
     for p in files:
         if p.exists():
             h.update(str(p.relative_to(COMPAT_DIR)).encode() + b"\0" + p.read_bytes() + b"\0")
@@ -256,11 +257,40 @@ def _ansible_env(workdir: Path, record: Path) -> dict[str, str]:
     return env
 
 
+def controller_dir(workdir: Path) -> Path:
+    """Where a case may write on the controller (lookup('password', ...)): `compat_controller_dir`,
+    one per tool, kept across that tool's runs."""
+    return workdir.parent / (workdir.name.rsplit("-", 1)[0] + "-controller")
+
+
+def controller_state(workdir: Path) -> dict[str, dict[str, Any]]:
+    base = controller_dir(workdir)
+    out: dict[str, dict[str, Any]] = {}
+    for p in sorted(base.rglob("*")):
+        st = p.lstat()
+        rel = "$compat_controller_dir/" + str(p.relative_to(base))
+        if stat.S_ISREG(st.st_mode):
+            text = p.read_text(errors="replace")
+            out[rel] = {"kind": "file", "mode": oct(st.st_mode & 0o7777), "uid": st.st_uid, "gid": st.st_gid,
+                        "digest": hashlib.sha256(p.read_bytes()).hexdigest(), "text": text}
+        else:
+            out[rel] = {"kind": "dir" if stat.S_ISDIR(st.st_mode) else "other", "mode": oct(st.st_mode & 0o7777),
+                        "uid": st.st_uid, "gid": st.st_gid, "digest": None}
+    return out
+
+
+def _extra_vars(workdir: Path) -> list[str]:
+    ctl = controller_dir(workdir)
+    ctl.mkdir(mode=0o755, exist_ok=True)
+    return ["-e", json.dumps({"compat_controller_dir": str(ctl)})]
+
+
 def run_ansible(case: Case, fl: fleetmod.Fleet, workdir: Path, extra: tuple[str, ...]) -> Phase:
     workdir.mkdir(parents=True, exist_ok=True)
     record = workdir / "record.jsonl"
     record.unlink(missing_ok=True)
-    argv = [str(tools.ansible_playbook()), "-i", str(fl.inventory_path), str(case.playbook), *case.args, *extra]
+    argv = [str(tools.ansible_playbook()), "-i", str(fl.inventory_path), str(case.playbook), *_extra_vars(workdir),
+            *case.args, *extra]
     t0 = time.monotonic()
     proc = subprocess.run(argv, cwd=CASES_DIR, env=_ansible_env(workdir, record), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
@@ -272,7 +302,7 @@ def run_provision(case: Case, fl: fleetmod.Fleet, workdir: Path, extra: tuple[st
     report = workdir / "report.json"
     report.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "provisioner.cli", "apply", str(case.playbook), "-i", str(fl.inventory_path),
-            "--report", str(report), *case.args, *extra]
+            "--report", str(report), *_extra_vars(workdir), *case.args, *extra]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     t0 = time.monotonic()
     proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -299,6 +329,8 @@ def run_tool(tool: str, case: Case, fl: fleetmod.Fleet, workdir: Path) -> list[P
     for i, (_title, extra) in enumerate(phases(case)):
         phase = runner(case, fl, workdir / f"{tool}-{i}", extra)
         phase.state = {h.name: state_delta(baseline[h.name], host_state(fl, h, case)) for h in fl.hosts}
+        phase.state["(controller)"] = {p: e for p, e in controller_state(workdir / f"{tool}-{i}").items()
+                                       if not _ignored(p, case.ignore)}
         out.append(phase)
     return out
 
@@ -400,7 +432,8 @@ def compare(case: Case, ansible: list[Phase], provision: list[Phase]) -> str:
                 section.append(f"  task results on {host} (status, task name):")
                 section += _udiff(la, lp)
         for host in sorted(pa.state.keys() | pp.state.keys()):
-            diff = compare_state(pa.state.get(host, {}), pp.state.get(host, {}))
+            diff = compare_state(*({p: e for p, e in ph.state.get(host, {}).items() if not _ignored(p, case.ignore)}
+                                   for ph in (pa, pp)))
             if diff:
                 section.append(f"  files on {host} (what the run changed, ansible-playbook vs provision):")
                 section += diff

@@ -5,6 +5,7 @@ since Galaxy is not reachable from here.  Everything lives under /var/tmp/provis
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -17,11 +18,16 @@ ANSIBLE_CORE = "ansible-core==2.19.14"
 # The community bundle that ships with ansible-core 2.19; only two of its collections are used.
 ANSIBLE_BUNDLE = "ansible==12.3.0"
 COLLECTIONS = ("ansible/posix", "community/general")
-VERSION_KEY = f"{ANSIBLE_CORE} {ANSIBLE_BUNDLE}"
+# password_hash needs passlib in Ansible 2.19 (labs that hash passwords install it beside ansible-core)
+EXTRAS = ("passlib==1.7.4",)
+VERSION_KEY = f"{ANSIBLE_CORE} {ANSIBLE_BUNDLE} {' '.join(EXTRAS)}"
 
 
 def _home() -> Path:
-    return BASE / ("ansible-" + ANSIBLE_CORE.split("==")[1])
+    # one directory per version set, so that branches pinning different sets never rebuild each
+    # other's venv under a running test
+    key = hashlib.sha256(VERSION_KEY.encode()).hexdigest()[:8]
+    return BASE / f"ansible-{ANSIBLE_CORE.split('==')[1]}-{key}"
 
 
 def venv() -> Path:
@@ -53,7 +59,7 @@ def ensure_ansible(log=lambda msg: None) -> Path:
         log(f"installing {ANSIBLE_CORE} into {venv()}")
         subprocess.run([sys.executable, "-m", "venv", str(venv())], check=True)
         pip = [str(venv() / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run(pip + [ANSIBLE_CORE], check=True)
+        subprocess.run(pip + [ANSIBLE_CORE, *EXTRAS], check=True)
         wheels = home / "wheels"
         log(f"downloading {ANSIBLE_BUNDLE} (its wheel only, for {', '.join(COLLECTIONS)})")
         subprocess.run([str(venv() / "bin" / "python"), "-m", "pip", "download", "-q", "--no-deps",

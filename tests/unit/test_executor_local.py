@@ -117,6 +117,18 @@ def test_apply_twice_second_run_changes_nothing(project: Project) -> None:
     assert "nothing changed" in second.out
 
 
+def test_gather_facts_false_prints_no_fact_gathering_task(project: Project) -> None:
+    run = project.apply(playbook("    - name: hello\n      debug: {msg: hi}\n"))
+    assert run.rc == 0
+    assert "Gathering Facts" not in run.out and "TASK [hello]" in run.out
+    assert [r["task"] for r in run.results(host="h1")] == ["hello"]
+    assert run.recap("h1")["ok"] == 1  # as Ansible's recap: the one task
+    gathered = project.apply("- hosts: all\n  tasks:\n    - name: hello\n      debug: {msg: hi}\n")
+    assert gathered.out.count("TASK [Gathering Facts]") == 1
+    assert [r["task"] for r in gathered.results(host="h1")] == ["Gathering Facts", "hello"]
+    assert gathered.recap("h1")["ok"] == 2
+
+
 def test_check_mode_changes_nothing_but_reports_what_would(project: Project) -> None:
     project.write("templates/motd.j2", "Welcome\n")
     before = sorted([*(p.name for p in project.root.iterdir()), "site.yml"])
