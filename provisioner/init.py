@@ -53,12 +53,14 @@ GROUP_VARS = """\
 # nvidia_driver_reboot: auto         # auto: reboot and wait after a new driver; never: say so instead
 
 # CUDA toolkit: nvidia_repo (NVIDIA's repository) or distro (the distribution's package).
-# cuda_version: "12.8"
+# auto keeps an installed toolkit the driver runs, else installs the newest it supports; "12.8" pins.
+# cuda_version: auto
 # cuda_versions: []                  # several side by side, e.g. ["12.6", "12.8"]
 # cuda_method: nvidia_repo
 
 # cuDNN: nvidia_repo, archive (needs cudnn_archive_sha256) or pip.
-# cudnn_version: "9"
+# auto keeps an installed cuDNN built for the toolkit's CUDA major; "9" pins the major.
+# cudnn_version: auto
 # cudnn_method: nvidia_repo
 
 # ROCm (AMD hosts)

@@ -15,7 +15,8 @@ from provisioner.load.playbook import Loader
 from provisioner.shipped import shipped_roles
 
 FILES = {"inventory.yml", "lab.yml", "group_vars/all.yml", "README.md"}
-LAB_ROLES = ["build_essentials", "rust", "rust_project", "nvidia_driver", "cuda_toolkit", "cudnn", "rocm", "gpu_verify"]
+LAB_ROLES = ["build_essentials", "rust", "rust_project", "nvidia_driver", "cuda_toolkit", "cudnn",
+             "nvidia_container_toolkit", "rocm", "gpu_verify"]
 
 
 def files_under(d: Path) -> set[str]:
