@@ -3,9 +3,11 @@
 Real here: Debian's packages from its mirror (linux-image-amd64 and its initramfs-tools, dkms,
 mokutil, linux-headers), files written, the initramfs rebuilt (and read back with lsinitramfs),
 the second run changing nothing. FAKE, because this machine has no GPU and no Secure Boot: the
-host's facts say an NVIDIA card is there (bound to nouveau, ...): the test gathers the host's
-real facts with `provision facts`, changes only the GPU fields, and hands them to the run as
-`provision_fake_facts` (roles/README.md). Each test says which fields it changes.
+HARDWARE, not the facts. Inside the host's own mount namespace the test bind-mounts a PCI tree with
+the card (vendor, device, class files and its `driver` link, as the kernel lays them out) over
+/sys/bus/pci/devices, and a /proc/modules with the modules it names added; provision's real facts
+probe then reads them as on a real box (a real apply takes no fake facts: issue 16). Each test says
+which card and modules it plants.
 """
 
 from __future__ import annotations
@@ -56,20 +58,33 @@ class TrapHost:
         """The host's facts gathered again (after a test changed it)."""
         return self._facts()
 
-    def with_gpu(self, driver: str | None, open_in_use: list[str]) -> dict[str, Any]:
-        """FAKE: the real facts plus an NVIDIA card (an RTX 4090's PCI id) bound to `driver`."""
-        facts = json.loads(json.dumps(self.real_facts))
-        facts["gpus"] = [{"vendor": "nvidia", "vendor_id": "0x10de", "device_id": "0x2684", "pci_slot": "0000:01:00.0",
-                          "class": "0x030000", "model": None, "memory_mib": None, "driver": driver}]
-        facts["gpu_kernel"]["open_driver_in_use"] = open_in_use
-        facts["gpu_kernel"]["modules_loaded"] = sorted(set(facts["gpu_kernel"]["modules_loaded"]) | set(open_in_use))
-        return facts
+    def plant(self, driver: str | None = None, modules: tuple[str, ...] = (), vendor: str = "0x10de",
+              device: str = "0x2684", slot: str = "0000:01:00.0", vram_mib: int | None = None) -> None:
+        """FAKE hardware: one card (default an RTX 4090's PCI id) bound to `driver`, and `modules` loaded,
+        bind-mounted inside the host's mount namespace over /sys/bus/pci/devices and /proc/modules."""
+        self.unplant()
+        d = f"/run/fake-hw/devices/{slot}"
+        lines = ["set -e", f"mkdir -p {d} /run/fake-hw/drivers", f"echo 0x030000 > {d}/class",
+                 f"echo {vendor} > {d}/vendor", f"echo {device} > {d}/device"]
+        if vram_mib:
+            lines.append(f"echo {vram_mib * 1024 * 1024} > {d}/mem_info_vram_total")
+        if driver:
+            lines += [f"mkdir -p /run/fake-hw/drivers/{driver}", f"ln -s ../../drivers/{driver} {d}/driver"]
+        lines.append("mount --bind /run/fake-hw/devices /sys/bus/pci/devices")
+        if modules:  # a kernel built without module support (this CI machine's) has no /proc/modules to cover
+            lines += ["test -e /proc/modules || exit 0", "cat /proc/modules > /run/fake-hw/modules"]
+            lines += [f"echo '{m} 3096576 0 - Live 0x0000000000000000' >> /run/fake-hw/modules" for m in modules]
+            lines.append("mount --bind /run/fake-hw/modules /proc/modules")
+        rc, out, err = self.fleet.run(self.host, "sh -s", stdin="\n".join(lines) + "\n")
+        assert rc == 0, out + err
 
-    def apply(self, facts: dict[str, Any], variables: dict[str, Any], *args: str, tags: str = "driver") -> Run:
-        path = self.workdir / f"facts-{time.monotonic_ns()}.json"
-        path.write_text(json.dumps(facts))
+    def unplant(self) -> None:
+        self.fleet.run(self.host, "umount /proc/modules 2>/dev/null; umount /sys/bus/pci/devices 2>/dev/null; "
+                                  "rm -rf /run/fake-hw; true")
+
+    def apply(self, variables: dict[str, Any], *args: str, tags: str = "driver") -> Run:
         extra = self.workdir / f"vars-{time.monotonic_ns()}.yml"
-        extra.write_text(yaml.safe_dump({**variables, "provision_fake_facts": str(path)}))
+        extra.write_text(yaml.safe_dump(variables))
         return apply(self.workdir, self.inventory, "--tags", tags, "-e", f"@{extra}", *args)
 
 
@@ -90,12 +105,16 @@ def trap_host(fleet_image: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def test_nouveau_holding_the_card_is_blacklisted_in_the_initramfs_and_a_reboot_scheduled(trap_host: TrapHost) -> None:
-    """FAKE facts: an NVIDIA card bound to nouveau, nouveau loaded. Real: the file, the initramfs."""
+    """FAKE hardware: an NVIDIA card bound to nouveau, nouveau loaded. Real: the facts probe, the file,
+    the initramfs."""
     h = trap_host
     before = h.sh(f"stat -c %Y /boot/initrd.img-{h.kernel}").strip()
     assert "provision-blacklist-nouveau" not in h.sh(f"lsinitramfs /boot/initrd.img-{h.kernel}")
-    trapped = h.with_gpu("nouveau", ["nouveau"])
-    first = h.apply(trapped, DRIVER_ONLY)
+    h.plant("nouveau", ("nouveau",))
+    facts = h.real_facts_now()
+    # nouveau in the way: bound to the card (sysfs), whether or not /proc/modules could list it here
+    assert facts["gpus"][0]["driver"] == "nouveau" and facts["gpu_kernel"]["open_driver_in_use"] == ["nouveau"]
+    first = h.apply(DRIVER_ONLY)
     assert first.rc == 0, first.out
     name = h.host.name
     assert first.task(name, "nvidia_driver : Blacklist nouveau and nova_core")["status"] == "changed"
@@ -108,11 +127,12 @@ def test_nouveau_holding_the_card_is_blacklisted_in_the_initramfs_and_a_reboot_s
     assert h.sh(f"stat -c %Y /boot/initrd.img-{h.kernel}").strip() != before
     assert f"etc/modprobe.d/{Path(BLACKLIST).name}" in h.sh(f"lsinitramfs /boot/initrd.img-{h.kernel}")
     # rerun, nouveau still holding the card (no reboot yet): nothing changes, the reboot is still asked for
-    second = h.apply(trapped, DRIVER_ONLY)
+    second = h.apply(DRIVER_ONLY)
     assert second.rc == 0 and second.changed(name) == 0, second.out
     assert second.task(name, "nvidia_driver : Say that a reboot is still required")["status"] == "ok"
     # after the reboot the facts say nouveau is gone: nothing to do, no reboot
-    cleared = h.apply(h.with_gpu(None, []), DRIVER_ONLY)
+    h.plant(None)
+    cleared = h.apply(DRIVER_ONLY)
     assert cleared.rc == 0 and cleared.changed(name) == 0, cleared.out
     assert cleared.task(name, "nvidia_driver : Say that a reboot is still required")["status"] == "skipped"
     print(f"\nnouveau trap: first run {first.seconds:.0f}s, rerun {second.seconds:.1f}s, after reboot "
@@ -145,14 +165,14 @@ STOP_LINE = ("Secure Boot: enrol the DKMS signing key at the console on the next
 
 
 def test_secure_boot_key_made_dkms_signs_enrolment_queued_host_stopped_then_continues(trap_host: TrapHost) -> None:
-    """FAKE: an NVIDIA card in the facts, and mokutil's answers. Real: dkms/mokutil/openssl from Debian,
+    """FAKE: an NVIDIA card planted in the host's sysfs, and mokutil's answers. Real: dkms/mokutil/openssl from Debian,
     the key made by openssl, framework.conf, the password piped to mokutil --import, never logged."""
     h = trap_host
     name = h.host.name
     h.fleet.run(h.host, "cat > /usr/local/sbin/mokutil && chmod 755 /usr/local/sbin/mokutil", stdin=FAKE_MOKUTIL)
-    card = h.with_gpu(None, [])
+    h.plant(None)
     sb = {**DRIVER_ONLY, "nvidia_driver_branch": "550", "nvidia_driver_mok_password": "console-once-42"}
-    first = h.apply(card, sb)
+    first = h.apply(sb)
     assert first.rc == 1, first.out
     stop = first.task(name, "nvidia_driver : Stop this host until the key is enrolled")
     assert (stop["status"], stop["msg"]) == ("failed", STOP_LINE)
@@ -170,7 +190,7 @@ def test_secure_boot_key_made_dkms_signs_enrolment_queued_host_stopped_then_cont
     key = h.sh("sha256sum /var/lib/dkms/mok.key").split()[0]
 
     # rerun before anyone enrolled it: the same stop, nothing queued twice, nothing changed
-    second = h.apply(card, sb)
+    second = h.apply(sb)
     assert second.rc == 1 and second.changed(name) == 0, second.out
     assert second.task(name, "nvidia_driver : Stop this host until the key is enrolled")["msg"] == STOP_LINE
     assert h.sh("cat /var/lib/fake-mokutil/imports") == "import\n"
@@ -178,7 +198,7 @@ def test_secure_boot_key_made_dkms_signs_enrolment_queued_host_stopped_then_cont
 
     # the admin enrols it at the console (what MokManager does at boot), then reruns: it goes on to the driver
     h.sh("mv /var/lib/fake-mokutil/queued/mok.pub /var/lib/fake-mokutil/enrolled/mok.pub")
-    third = h.apply(card, sb, "--check")
+    third = h.apply(sb, "--check")
     assert third.task(name, "nvidia_driver : Stop this host until the key is enrolled")["status"] == "skipped"
     assert third.task(name, "nvidia_driver : Decide the key's state")["result"]["ansible_facts"] == {
         "nvidia_driver_mok_state": "enrolled"}
@@ -212,7 +232,8 @@ module_exit(standin_exit);
 
 def test_a_kernel_update_without_the_module_gets_headers_and_a_dkms_build(trap_host: TrapHost) -> None:
     """The trap: a newer kernel installed (Debian's), the nvidia DKMS module not built for it, no headers.
-    FAKE: an NVIDIA card in the facts, and the stand-in module source above. Real: everything else."""
+    FAKE: an NVIDIA card planted in the host's sysfs (bound to nvidia), and the stand-in module source
+    above. Real: everything else."""
     h = trap_host
     name = h.host.name
     src = "/usr/src/nvidia-0.17"
@@ -226,9 +247,9 @@ def test_a_kernel_update_without_the_module_gets_headers_and_a_dkms_build(trap_h
     card = h.real_facts_now()
     assert card["gpu_kernel"]["newest_kernel"] == h.kernel
     assert card["gpu_kernel"]["nvidia_built_for_newest"] is False
-    card = {**card, "gpus": h.with_gpu("nvidia", [])["gpus"]}
+    h.plant("nvidia")
 
-    first = h.apply(card, DRIVER_ONLY)
+    first = h.apply(DRIVER_ONLY)
     assert first.rc == 0, first.out
     # headers of the newest kernel and the meta-package, for real; none exist for this machine's own kernel
     installed = first.task(name, "nvidia_driver : Install the headers that exist")
@@ -248,32 +269,31 @@ def test_a_kernel_update_without_the_module_gets_headers_and_a_dkms_build(trap_h
     # the facts now say it is built for the newest kernel: the rerun changes nothing
     after = h.real_facts_now()
     assert after["gpu_kernel"]["nvidia_built_for_newest"] is True
-    second = h.apply({**after, "gpus": card["gpus"]}, DRIVER_ONLY)
+    second = h.apply(DRIVER_ONLY)
     assert second.rc == 0 and second.changed(name) == 0, second.out
     print(f"\nkernel update: first run {first.seconds:.0f}s, rerun {second.seconds:.1f}s")
 
 
 def test_a_consumer_radeon_gets_hsa_override_gfx_version_system_wide(trap_host: TrapHost) -> None:
-    """FAKE facts: an RX 6600 (PCI 0x73ff, gfx1032) instead of no GPU. Real: the files, and a login that sees it."""
+    """FAKE hardware: an RX 6600 (PCI 0x73ff, gfx1032) planted in the host's sysfs, bound to amdgpu. Real: the files, and a login that sees it."""
     h = trap_host
     name = h.host.name
-    facts = json.loads(json.dumps(h.real_facts))
-    facts["gpus"] = [{"vendor": "amd", "vendor_id": "0x1002", "device_id": "0x73ff", "pci_slot": "0000:03:00.0",
-                      "class": "0x030000", "model": None, "memory_mib": 8176, "driver": "amdgpu"}]
+    h.plant("amdgpu", vendor="0x1002", device="0x73ff", slot="0000:03:00.0", vram_mib=8176)
+    assert h.real_facts_now()["gpus"][0]["memory_mib"] == 8176
     variables = {"rocm_version": None}
-    first = h.apply(facts, variables, tags="rocm")
+    first = h.apply(variables, tags="rocm")
     assert first.rc == 0, first.out
     assert "HSA_OVERRIDE_GFX_VERSION=10.3.0\n" in h.sh("cat /etc/environment")
     conf = h.sh("cat /etc/systemd/system.conf.d/provision-rocm-gfx-override.conf")
     assert "[Manager]\nDefaultEnvironment=HSA_OVERRIDE_GFX_VERSION=10.3.0\n" in conf
     assert h.sh("echo $HSA_OVERRIDE_GFX_VERSION").strip() == "10.3.0"      # a new SSH login (PAM's pam_env)
     assert first.changed(name) == 3                 # /etc/environment, system.conf.d, its file
-    second = h.apply(facts, variables, tags="rocm")
+    second = h.apply(variables, tags="rocm")
     assert second.rc == 0 and second.changed(name) == 0, second.out
     # the admin turns it off: both settings go, and stay gone
-    off = h.apply(facts, {**variables, "rocm_gfx_override": ""}, tags="rocm")
+    off = h.apply({**variables, "rocm_gfx_override": ""}, tags="rocm")
     assert off.rc == 0 and off.changed(name) == 2, off.out
     assert "HSA_OVERRIDE_GFX_VERSION" not in h.sh("cat /etc/environment")
     assert h.sh("test -e /etc/systemd/system.conf.d/provision-rocm-gfx-override.conf || echo gone").strip() == "gone"
-    again = h.apply(facts, {**variables, "rocm_gfx_override": ""}, tags="rocm")
+    again = h.apply({**variables, "rocm_gfx_override": ""}, tags="rocm")
     assert again.rc == 0 and again.changed(name) == 0, again.out
