@@ -276,7 +276,7 @@ def _apply(args: argparse.Namespace, playbook: Any, inventory: Any, options: Any
     print_summaries(runner.results, lambda: output.console)
     if options.report_path:
         write_report(options.report_path, runner, elapsed)
-    _gpu_history_and_page(args, runner, elapsed, output.console)
+    _gpu_history_and_page(args, runner, elapsed, lambda: output.console)
     if runner.interrupted.is_set():
         return 130
     return 0 if ok else 1
@@ -299,15 +299,19 @@ def _compat(args: argparse.Namespace) -> int:
 
 
 
-def _gpu_history_and_page(args: argparse.Namespace, runner: Any, elapsed: float, console: Any) -> None:
-    """Record the GPU results in the history (not in check mode) and write the fleet page if asked."""
-    import sqlite3
-
+def _gpu_history_and_page(args: argparse.Namespace, runner: Any, elapsed: float, console_of: Any) -> None:
+    """Record the GPU results in the history (not in check mode) and write the fleet page if asked.
+    A run without GPU results imports neither sqlite3 nor rich (`console_of` makes the console)."""
     from provisioner.output.summary import gpu_results
 
     found = gpu_results(runner.results)
     flags: list[str] = []
+    if not found and not args.html:
+        return
+    console = console_of()
     if found and not runner.options.check:
+        import sqlite3
+
         from provisioner.output.history import default_path, record_results
         path = Path(args.history) if args.history else default_path()
         try:
