@@ -1,4 +1,5 @@
-"""A run that does not use the GPU pre-flight never imports pydantic (~65 ms and ~15 MB a run).
+"""A run that does not use the GPU pre-flight never imports pydantic (~65 ms and ~15 MB a run), and one
+without GPU results neither rich nor sqlite3.
 
 Task arguments are checked by provisioner.validate; only provisioner.compat (the version
 matrix: gpu_preflight, `provision plan`) still needs pydantic. Each case runs the command line
@@ -24,6 +25,7 @@ try:
     rc = main(sys.argv[1:])
 finally:
     print("pydantic imported:", "pydantic" in sys.modules)
+    print("rich imported:", "rich" in sys.modules, "sqlite3 imported:", "sqlite3" in sys.modules)
 sys.exit(rc)
 """
 
@@ -82,6 +84,8 @@ def test_apply_never_imports_pydantic(project: Path) -> None:
     assert "pydantic imported: False" in out
     rc, out = _provision(project, "apply", "site.yml", "--diff")  # again, with nothing (but copy) to change
     assert rc == 0 and "pydantic imported: False" in out, out
+    # nor the GPU table's rich, nor the GPU history's sqlite3, in a run without GPU results (~14 MB at 50 hosts)
+    assert "rich imported: False sqlite3 imported: False" in out, out
 
 
 def test_check_and_argument_errors_never_import_pydantic(project: Path) -> None:
