@@ -20,16 +20,12 @@ COLUMNS = ("host", "last run", "age", "commit", "result", "ok", "changed", "fail
 
 def collect(runner: Any, names: list[str], default_path: str) -> dict[str, dict[str, Any]]:
     """{host: the state JSON, or {"error": why}} for the named hosts, in parallel (-f)."""
-    from provisioner.connection.agent_client import AgentSession
-
     def read(name: str) -> tuple[str, dict[str, Any]]:
         session = None
         try:
             hvars = runner.variables_for(name)
             path = str(hvars.get(STATE_VAR, default_path))
-            conn = runner.connections.for_host(name, hvars, runner.inventory.hosts[name].connection)
-            python = str(hvars.get("ansible_python_interpreter", "python3"))
-            session = AgentSession(conn, python="python3" if python.startswith("auto") else python)
+            session = runner.agent_session(name, hvars)
             reply = session.start({"op": "get", "path": path})
         except Exception as exc:  # unreachable, or a setting that does not resolve: this host only
             return name, {"error": f"unreachable: {exc}"}

@@ -161,6 +161,15 @@ class Runner:
         return merged
 
     # -- connections -------------------------------------------------------------------------
+    def agent_session(self, name: str, hvars: Mapping[str, Any]) -> AgentSession:
+        """The host's connection (connection/factory.py) and the python its agent runs under, not yet
+        started: `start(first request)` makes the one round trip."""
+        conn = self.connections.for_host(name, hvars, self.inventory.hosts[name].connection)
+        python = str(hvars.get("ansible_python_interpreter", "python3"))
+        if python == "auto" or python.startswith("auto_"):
+            python = "python3"
+        return AgentSession(conn, python=python)
+
     def connect(self, hr: HostRun, shown_as: str = "Gathering Facts") -> TaskResult:
         """Connect, start the agent and gather facts: one round trip."""
         t0 = time.monotonic()
@@ -168,11 +177,7 @@ class Runner:
             hvars = self.variables_for(hr.name)
             fake = fake_facts(self.options.facts_from, hr.name, hvars.get(FAKE_FACTS_VAR),
                               self.options.check) if self.options.use_fake_facts else None
-            conn = self.connections.for_host(hr.name, hvars, hr.host.connection)
-            python = str(hvars.get("ansible_python_interpreter", "python3"))
-            if python == "auto" or python.startswith("auto_"):
-                python = "python3"
-            session = AgentSession(conn, python=python)
+            session = self.agent_session(hr.name, hvars)
             session.on_progress = partial(self.output.host_progress, hr.name)  # apt's percentage...
             hr.session = session
             if self.play is not None and starts_without_python(self.play):
