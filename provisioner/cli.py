@@ -371,8 +371,8 @@ def _check_connections(inventory: Any, options: Any) -> None:
                             else None) from None
 
 
-def _facts(args: argparse.Namespace, inventory: Any, options: Any) -> int:
-    from provisioner.executor.context import HostRun
+def _hosts_runner(args: argparse.Namespace, inventory: Any, options: Any) -> tuple[list[str], Any]:
+    """The hosts a `facts`/`status` pattern (and --limit) names, and a runner with no play to reach them."""
     from provisioner.executor.run import Runner
     from provisioner.load.playbook import Playbook
     from provisioner.output.events import Output
@@ -381,7 +381,13 @@ def _facts(args: argparse.Namespace, inventory: Any, options: Any) -> int:
     if options.limit:
         allowed = set(inventory.select(options.limit))
         names = [n for n in names if n in allowed]
-    runner = Runner(Playbook(Path("."), []), inventory, options, Output(quiet=True))
+    return names, Runner(Playbook(Path("."), []), inventory, options, Output(quiet=True))
+
+
+def _facts(args: argparse.Namespace, inventory: Any, options: Any) -> int:
+    from provisioner.executor.context import HostRun
+
+    names, runner = _hosts_runner(args, inventory, options)
     out: dict[str, Any] = {}
     failed = False
     try:
@@ -410,16 +416,9 @@ def _pull(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace, inventory: Any, options: Any) -> int:
     """Exit 0 when every host was read and its last pull exited 0, else 1."""
-    from provisioner.executor.run import Runner
-    from provisioner.load.playbook import Playbook
-    from provisioner.output.events import Output
     from provisioner.pull_status import collect, format_table, healthy, rows
 
-    names = inventory.select(args.hosts)
-    if options.limit:
-        allowed = set(inventory.select(options.limit))
-        names = [n for n in names if n in allowed]
-    runner = Runner(Playbook(Path("."), []), inventory, options, Output(quiet=True))
+    names, runner = _hosts_runner(args, inventory, options)
     try:
         states = collect(runner, names, args.state_file)
     finally:
