@@ -30,13 +30,19 @@ section.host{border-top:2px solid #ddd;margin-top:1.5em}code{font-size:12px}
 """
 
 
-def verify_results(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any] | None]]:
-    """(host, verify.py's JSON or None) for every host of the run, in the recap's order."""
+def _last_verify_tasks(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """host -> the result of its last gpu_verify task (the module's data, verify.py's JSON inside)."""
     last: dict[str, Mapping[str, Any]] = {}
     for r in report.get("results") or []:
         data = r.get("result") or {}
         if str(r.get("action", "")).rsplit(".", 1)[-1] == "gpu_verify" and isinstance(data.get("gpu_verify"), dict):
-            last[r["host"]] = data["gpu_verify"]
+            last[r["host"]] = data
+    return last
+
+
+def verify_results(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any] | None]]:
+    """(host, verify.py's JSON or None) for every host of the run, in the recap's order."""
+    last = {host: data["gpu_verify"] for host, data in _last_verify_tasks(report).items()}
     hosts = list(report.get("recap") or {}) or list(last)
     return [(h, last.get(h)) for h in hosts] + [(h, r) for h, r in last.items() if h not in hosts]
 
@@ -44,12 +50,7 @@ def verify_results(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
 def gpu_ok_hosts(report: Mapping[str, Any]) -> set[str]:
     """Hosts whose GPU checks passed by the module's verdict (`gpu_ok`), though other checklist lines
     (rustc missing...) failed: they read "ok", as in the run's own table (output/summary.py)."""
-    last: dict[str, bool] = {}
-    for r in report.get("results") or []:
-        data = r.get("result") or {}
-        if str(r.get("action", "")).rsplit(".", 1)[-1] == "gpu_verify" and isinstance(data.get("gpu_verify"), dict):
-            last[r["host"]] = bool(data.get("gpu_ok"))
-    return {h for h, ok in last.items() if ok}
+    return {host for host, data in _last_verify_tasks(report).items() if data.get("gpu_ok")}
 
 
 def _svg(fig: Any) -> str:
