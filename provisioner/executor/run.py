@@ -60,6 +60,7 @@ class Runner:
         self.pool = ThreadPoolExecutor(max_workers=max(1, options.forks), thread_name_prefix="host")
         self.interrupted = threading.Event()
         self.play: Play | None = None
+        self.defer_agent = False  # the play starts without python (raw first): connect, start the agent later
         self.play_hosts: list[str] = []
         self.started = time.monotonic()
         self._results_lock = threading.Lock()
@@ -180,7 +181,7 @@ class Runner:
             session = self.agent_session(hr.name, hvars)
             session.on_progress = partial(self.output.host_progress, hr.name)  # apt's percentage...
             hr.session = session
-            if self.play is not None and starts_without_python(self.play):
+            if self.defer_agent:
                 # `gather_facts: false` and `raw` tasks: connect now, start the agent at the first other task
                 session.open_deferred(lambda reply: self._late_facts(hr, reply))
                 return TaskResult(hr.name, shown_as, "setup", OK, "", duration=time.monotonic() - t0)
@@ -252,6 +253,7 @@ class Runner:
 
     def run_play(self, play: Play) -> None:
         self.play = play
+        self.defer_agent = starts_without_python(play)  # once per play, not per host
         names = self.inventory.select(play.hosts, play.pos)
         if self.options.limit:
             allowed = set(self.inventory.select(self.options.limit))
