@@ -12,48 +12,28 @@ from __future__ import annotations
 
 import binascii
 import importlib
-import json
 import os
-import signal
-import subprocess
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional
 
-from provisioner.host import runtime
+from provisioner.host import proc, runtime, wire
 from provisioner.host.dispatch import execute_module
 from provisioner.host.runtime import Host
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional
 
 BOOT_MARKER = b"#provision-boot"
 # A progress line travels on the same channel as the replies, before the reply to its request:
 # {"_progress": {...}, "id": N}. The controller passes it to a callback and reads on.
 PROGRESS_PREFIX = b'{"_progress"'
-_CHILDREN: Dict[int, subprocess.Popen] = {}  # type: ignore[type-arg]
-_LOCK = threading.Lock()
-
-
-def _track_popen() -> None:
-    """Start every command in its own process group, so an abort can kill all of it."""
-    original = subprocess.Popen.__init__
-
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("start_new_session", True)
-        original(self, *args, **kwargs)
-        with _LOCK:
-            _CHILDREN[self.pid] = self
-
-    subprocess.Popen.__init__ = init  # type: ignore[method-assign]
 
 
 def _kill_children() -> None:
-    with _LOCK:
-        procs = list(_CHILDREN.values())
-    for proc in procs:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+    """Every command still running, with its process group (each runs in a session of its own)."""
+    for started in list(proc.RUNNING.values()):
+        started.kill()
 
 
 class SubAgent:
@@ -68,31 +48,38 @@ class SubAgent:
             argv = ["sudo", "-H", "-S", "-p", "[provision-sudo]", "-u", user, "--", python, "-I", "-S", "-c", boot]
         else:
             argv = ["sudo", "-H", "-n", "-u", user, "--", python, "-I", "-S", "-c", boot]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert self.proc.stdin is not None
+        self.proc = proc.Proc(argv, os.environ, stdin_pipe=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
+        os.set_blocking(self.proc.stdin, True)  # a plain pipe to a child that reads it line by line
+        self.stdin = os.fdopen(self.proc.stdin, "wb")
+        self.stdout = os.fdopen(self.proc.stdout, "rb")
+        self.stderr = os.fdopen(self.proc.stderr, "rb")
+        self.proc.stdin = self.proc.stdout = self.proc.stderr = None  # the file objects own them now
         if password and argv[0] == "sudo":
-            self.proc.stdin.write(password.encode() + b"\n")
-        self.proc.stdin.write(BOOT_MARKER + b"\n" + bundle_line)
-        self.proc.stdin.flush()
+            self.stdin.write(password.encode() + b"\n")
+        self.stdin.write(BOOT_MARKER + b"\n" + bundle_line)
+        self.stdin.flush()
         hello = self.call({"op": "hello"})
         if hello.get("failed"):
             raise RuntimeError(hello.get("msg"))
 
     def call(self, request: Dict[str, Any], relay: Optional[Callable[[bytes], None]] = None) -> Dict[str, Any]:
         """One request; the child's progress lines go to `relay` as they come (raw, to be forwarded)."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
+            self.stdin.write(wire.dumps(request).encode() + b"\n")
+            self.stdin.flush()
+            line = self.stdout.readline()
             while line.startswith(PROGRESS_PREFIX):
                 if relay is not None:
                     relay(line)
-                line = self.proc.stdout.readline()
-        except BrokenPipeError:
+                line = self.stdout.readline()
+        except (BrokenPipeError, ValueError):  # ValueError: the pipes were closed (the controller left)
             line = b""
         if not line:
-            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            try:
+                err = self.stderr.read().decode(errors="replace")
+            except ValueError:
+                err = ""
             err = err.replace("[provision-sudo]", "").strip()
             if "incorrect password" in err or "try again" in err:
                 reason = "become password is wrong"
@@ -103,15 +90,23 @@ class SubAgent:
             else:
                 reason = "could not start the become agent: " + (err[-300:] or "it exited")
             return {"failed": True, "msg": reason, "become_failed": True}
-        return json.loads(line.decode())
+        return wire.loads(line.decode())  # type: ignore[no-any-return]
 
     def close(self) -> None:
         try:
-            if self.proc.stdin:
-                self.proc.stdin.close()
+            self.stdin.close()
+        except OSError:
+            pass
+        try:
             self.proc.wait(timeout=5)
         except Exception:
             self.proc.kill()
+            self.proc.wait()
+        for pipe in (self.stdout, self.stderr):
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
 
 class Agent:
@@ -139,8 +134,11 @@ class Agent:
             return sub.call(req, relay=self.send)
         op = req.get("op")
         if op == "hello":
-            return {"python": sys.version.split()[0], "executable": sys.executable, "user": self.user,
-                    "pid": os.getpid()}
+            hello = {"python": sys.version.split()[0], "executable": sys.executable, "user": self.user,
+                     "pid": os.getpid()}
+            if req.get("modules"):  # what this agent has imported so far (tests keep the host's start cheap)
+                hello["modules"] = sorted(sys.modules)
+            return hello
         if op == "facts":
             from provisioner.host import facts
             self.facts = facts.gather(Host())
@@ -173,7 +171,7 @@ class Agent:
 
     def progress(self, info: Dict[str, Any]) -> None:
         if self.send is not None:
-            self.send(json.dumps({"_progress": info, "id": self.request_id}).encode() + b"\n")
+            self.send(wire.dumps({"_progress": info, "id": self.request_id}).encode() + b"\n")
 
 
 def _current_user() -> str:
@@ -222,7 +220,6 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None) -> N
     `at_exit` runs once the controller is gone (it writes the host's code cache); then the
     process ends without the interpreter's teardown, which would cost the host a few ms.
     """
-    _track_popen()
     stdin = sys.stdin.buffer
     out = sys.stdout.buffer
     requests = _Lines()
@@ -262,7 +259,7 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None) -> N
         if line is None:
             break
         try:
-            req = json.loads(line.decode())
+            req = wire.loads(line.decode())
             rid = agent.request_id = req.get("id")
             resp = agent.handle(req)
         except Exception as exc:
@@ -274,7 +271,7 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None) -> N
         if closed.is_set():
             break
         try:
-            send(json.dumps(resp, default=str).encode() + b"\n")
+            send(wire.dumps(resp).encode() + b"\n")
         except BrokenPipeError:
             break
     _kill_children()

@@ -5,9 +5,11 @@ Shipped to the host with the modules; also used in-process by the local unit tes
 
 from __future__ import annotations
 
-from typing import Any, Dict
-
 from provisioner.host.runtime import Host, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict
 
 
 def execute_module(module: Any, args: Any, host: Host) -> Dict[str, Any]:

@@ -10,20 +10,20 @@ it can be tested against real outputs.
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 import pwd
 import re
-import socket
-import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from provisioner.host import proc, wire
 from provisioner.host.kernel_facts import bound_driver, gpu_kernel_facts
-from provisioner.host.runtime import CommandResult, Host
+from provisioner.host.runtime import CommandResult, Host, glob_paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FACT_KEYS = (
     "hostname", "fqdn", "system", "os_id", "os_version_id", "distribution", "distribution_version",
@@ -232,7 +232,7 @@ def parse_nvcc_version(text: str) -> str | None:
 def parse_cuda_version_json(text: str) -> str | None:
     """CUDA's version.json ({"cuda": {"version": "12.4.1"}}) -> "12.4"."""
     try:
-        data = json.loads(text)
+        data = wire.loads(text)
         full = str(data["cuda"]["version"])
     except (ValueError, KeyError, TypeError):
         return None
@@ -340,22 +340,18 @@ class Commands:
             return
         full_env = dict(self.env, **dict(env or {}))
         try:
-            self.procs[key] = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=full_env, universal_newlines=True, errors="replace")
+            self.procs[key] = proc.Proc(list(argv), full_env)
         except OSError as exc:
             self.procs[key] = CommandResult(127, "", f"{argv[0]}: {exc}")
 
     def result(self, key: str, timeout: float = COMMAND_TIMEOUT_S) -> CommandResult | None:
-        proc = self.procs.get(key)
-        if proc is None or isinstance(proc, CommandResult):
-            return proc
+        started = self.procs.get(key)
+        if started is None or isinstance(started, CommandResult):
+            return started
         try:
-            out, err = proc.communicate(timeout=timeout)
-            res = CommandResult(proc.returncode, out, err)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+            rc, out, err = started.communicate(timeout=timeout)
+            res = CommandResult(rc, proc.text(out), proc.text(err))
+        except proc.Timeout:
             res = CommandResult(124, "", f"timed out after {timeout}s")
         self.procs[key] = res
         return res
@@ -379,6 +375,10 @@ def _fqdn_in_background() -> tuple[threading.Thread, dict[str, str]]:
 def _getfqdn() -> str:
     """socket.getfqdn(), asking with the name as bytes: a str makes socket load the idna
     codec (with stringprep), ~2 ms of every host's CPU."""
+    try:  # only here, in the background lookup's thread; the C module: socket.py imports selectors
+        import _socket as socket
+    except ImportError:  # pragma: no cover - another Python
+        import socket  # type: ignore[no-redef]
     name = socket.gethostname()
     try:
         hostname, aliases, _ = socket.gethostbyaddr(name.encode())  # type: ignore[arg-type]  # bytes: accepted, no idna
@@ -452,7 +452,7 @@ def cuda_dirs(root: str = "") -> list[str]:
     `root` prefixes the searched paths (tests build a fake tree; the host uses "").
     """
     seen: list[str] = []
-    for path in sorted(glob.glob(root + "/usr/local/cuda*")) + [root + "/usr/lib/cuda"]:
+    for path in sorted(glob_paths(root + "/usr/local/cuda*")) + [root + "/usr/lib/cuda"]:
         real = os.path.realpath(path)
         if real in seen or not os.path.isdir(real):
             continue
@@ -473,7 +473,7 @@ def _site_dirs() -> list[str]:
             dirs += [f"{prefix}/{lib}/{version}/site-packages", f"{prefix}/{lib}/{version}/dist-packages"]
     dirs += [f"{sys.prefix}/lib/python3/dist-packages", "/usr/lib/python3/dist-packages",
              os.path.expanduser(f"~/.local/lib/{version}/site-packages")]
-    dirs += glob.glob("/usr/local/lib/python3*/dist-packages")
+    dirs += glob_paths("/usr/local/lib/python3*/dist-packages")
     out: list[str] = []
     for d in dirs:
         if d not in out and os.path.isdir(d):
@@ -502,7 +502,7 @@ def _cudnn_packages(host: Host) -> dict[str, list[int]]:
     found = parse_cudnn_packages(_read(host, "/var/lib/dpkg/status") or "")
     if found:
         return found
-    for path in glob.glob("/usr/share/doc/libcudnn*-cuda-*") + glob.glob("/usr/share/licenses/libcudnn*-cuda-*"):
+    for path in glob_paths("/usr/share/doc/libcudnn*-cuda-*") + glob_paths("/usr/share/licenses/libcudnn*-cuda-*"):
         match = re.match(r"libcudnn(\d+)-cuda-(\d+)", os.path.basename(path))
         if match:
             found.setdefault(match.group(1), [])
@@ -526,16 +526,16 @@ def _cudnn(host: Host, toolkits: Sequence[Mapping[str, Any]], machine: str) -> d
         major = [int(version.split(".")[0])] if version[:1].isdigit() else []
         candidates.append((cuda + "/include", "header", [cuda + "/lib64", cuda + "/lib"] + lib_dirs, major,
                            "in the CUDA tree " + cuda))
-    venvs = glob.glob("/opt/provision/venv/lib/python3*/site-packages")   # the cudnn role's pip venv
+    venvs = glob_paths("/opt/provision/venv/lib/python3*/site-packages")   # the cudnn role's pip venv
     for sp in _site_dirs() + [d for d in venvs if os.path.isdir(d)]:
-        wheels = glob.glob(sp + "/nvidia_cudnn_cu*.dist-info")
+        wheels = glob_paths(sp + "/nvidia_cudnn_cu*.dist-info")
         majors = sorted({m for m in (parse_cudnn_wheel_major(w) for w in wheels) if m})
         names = ", ".join(os.path.basename(w).split("-")[0] for w in wheels)
         candidates.append((sp + "/nvidia/cudnn/include", "pip", [sp + "/nvidia/cudnn/lib"], majors,
                            f"pip wheel {names} in {sp}" if names else f"pip, in {sp}"))
     installs: list[dict[str, Any]] = []
     for inc, source, libs, majors, origin in candidates:
-        headers = [inc + "/cudnn_version.h"] + sorted(glob.glob(inc + "/cudnn_version_v*.h"), reverse=True)
+        headers = [inc + "/cudnn_version.h"] + sorted(glob_paths(inc + "/cudnn_version_v*.h"), reverse=True)
         for header in headers:
             text = _read(host, header) if os.path.isfile(header) else None
             version = parse_cudnn_version_h(text or "")
@@ -543,7 +543,7 @@ def _cudnn(host: Host, toolkits: Sequence[Mapping[str, Any]], machine: str) -> d
                 continue
             libraries: list[str] = []
             for lib_dir in libs:
-                found = sorted(glob.glob(lib_dir + "/libcudnn*.so*"))
+                found = sorted(glob_paths(lib_dir + "/libcudnn*.so*"))
                 libraries.extend(p for p in found if p not in libraries)
                 if libraries:
                     break
@@ -560,7 +560,7 @@ def _cudnn(host: Host, toolkits: Sequence[Mapping[str, Any]], machine: str) -> d
 
 
 def _rocm(host: Host) -> dict[str, Any] | None:
-    versioned = sorted(glob.glob("/opt/rocm-*"), reverse=True)
+    versioned = sorted(glob_paths("/opt/rocm-*"), reverse=True)
     if os.path.isdir("/opt/rocm"):
         path = os.path.realpath("/opt/rocm")
     elif versioned:
@@ -605,7 +605,7 @@ def rustup_version(rustc: str, rustup: str | None, env: Mapping[str, str]) -> st
     name = env.get("RUSTUP_TOOLCHAIN") or parse_rustup_default_toolchain(settings)
     if not name or "/" in name:
         return None
-    for toolchain in [home + "/toolchains/" + name] + sorted(glob.glob(home + "/toolchains/" + name + "-*")):
+    for toolchain in [home + "/toolchains/" + name] + sorted(glob_paths(home + "/toolchains/" + name + "-*")):
         try:
             with open(toolchain + "/lib/rustlib/multirust-channel-manifest.toml", encoding="utf-8") as f:
                 version = parse_rust_channel_manifest(f.read())
@@ -676,7 +676,7 @@ def gather(host: Host) -> dict[str, Any]:
     # File-only facts while the commands run.
     passwd = pwd.getpwuid(os.geteuid())
     facts: dict[str, Any] = {
-        "hostname": socket.gethostname(),
+        "hostname": os.uname().nodename,  # gethostname(), without importing socket
         "fqdn": None,
         "system": uname.sysname,
         **dist,

@@ -14,10 +14,14 @@ Every path is read under `root` ("" on a host), so tests can build a fake tree.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
-from typing import Any
+
+from provisioner.host.runtime import glob_paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Kernel modules that matter for a GPU box: the open-source NVIDIA drivers that hold the card
 # before the real one can, the real ones, and AMD's.
@@ -87,7 +91,7 @@ def bound_driver(pci_device_dir: str) -> str | None:
 
 def nvidia_module_path(modules_dir: str) -> str | None:
     for pattern in NVIDIA_MODULE_GLOBS:
-        found = sorted(glob.glob(os.path.join(modules_dir, pattern)))
+        found = sorted(glob_paths(os.path.join(modules_dir, pattern)))
         if found:
             return found[0]
     return None
@@ -98,11 +102,11 @@ def gpu_kernel_facts(running: str, gpus: list[dict[str, Any]], root: str = "") -
     loaded = set(parse_proc_modules(_text(root + "/proc/modules") or ""))
     blacklisted: set[str] = set()
     for directory in MODPROBE_DIRS:
-        for conf in sorted(glob.glob(root + directory + "/*.conf")):
+        for conf in sorted(glob_paths(root + directory + "/*.conf")):
             blacklisted.update(parse_modprobe_blacklist(_text(conf) or ""))
     holding = sorted({str(g.get("driver")) for g in gpus
                       if g.get("vendor") == "nvidia" and g.get("driver") in OPEN_NVIDIA_MODULES})
-    installed = sorted((os.path.basename(d) for d in glob.glob(root + "/lib/modules/*")
+    installed = sorted((os.path.basename(d) for d in glob_paths(root + "/lib/modules/*")
                         if os.path.isfile(d + "/modules.dep") or os.path.isdir(d + "/kernel")),
                        key=kernel_sort_key)
     newest = installed[-1] if installed else None

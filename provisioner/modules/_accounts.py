@@ -5,9 +5,12 @@ from __future__ import annotations
 import grp
 import os
 import re
-from typing import Any
 
 from provisioner.host.runtime import Host, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def find_tool(host: Host, name: str) -> str:
@@ -94,6 +97,8 @@ def run_with_passphrase(argv: list[str], passphrase: str, timeout: float = 900) 
         proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     finally:
         os.close(slave)
+    from provisioner.host.proc import Foreign
+    guard = Foreign(proc.pid)  # the agent kills it if the controller goes away
     out, answered, deadline = b"", 0, time.monotonic() + timeout
     try:
         while proc.poll() is None and time.monotonic() < deadline:
@@ -115,4 +120,5 @@ def run_with_passphrase(argv: list[str], passphrase: str, timeout: float = 900) 
             return 1, f"Timeout after {timeout} while reading passphrase for SSH key"
         return rc, out.decode("utf-8", "replace")
     finally:
+        guard.done()
         os.close(master)

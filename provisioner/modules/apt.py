@@ -11,9 +11,12 @@ import fnmatch
 import os
 import re
 import time
-from typing import Any, Literal, Optional, Tuple
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal, Optional, Tuple
 
 ALIASES = {"pkg": "name", "package": "name", "update-cache": "update_cache",
            "install-recommends": "install_recommends", "default-release": "default_release"}

@@ -16,9 +16,12 @@ import ssl
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 KEYRINGS_DIR = "/etc/apt/keyrings"
 ARMOR = re.compile(rb"-----BEGIN PGP PUBLIC KEY BLOCK-----(.*?)-----END PGP PUBLIC KEY BLOCK-----", re.DOTALL)

@@ -13,16 +13,20 @@ import os
 import pwd
 import re
 import shlex
-from typing import Any, Literal, Tuple
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, text_diff
 from provisioner.modules.known_hosts import file_info
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal, Tuple
+
+    Key = Tuple[str, str, Any, Any, int]
 
 KEY_TYPES = frozenset(
     ["sk-ecdsa-sha2-nistp256@openssh.com", "sk-ecdsa-sha2-nistp256-cert-v01@openssh.com", "webauthn-sk-ecdsa-sha2-nistp256@openssh.com", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256-cert-v01@openssh.com", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp384-cert-v01@openssh.com", "ecdsa-sha2-nistp521", "ecdsa-sha2-nistp521-cert-v01@openssh.com", "sk-ssh-ed25519@openssh.com", "sk-ssh-ed25519-cert-v01@openssh.com", "ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com", "ssh-dss", "ssh-rsa", "ssh-xmss@openssh.com", "ssh-xmss-cert-v01@openssh.com", "rsa-sha2-256", "rsa-sha2-512", "ssh-rsa-cert-v01@openssh.com", "rsa-sha2-256-cert-v01@openssh.com", "rsa-sha2-512-cert-v01@openssh.com", "ssh-dss-cert-v01@openssh.com"])
 
 # (body, type or "skipped", options [(name, value|None)], comment, rank)
-Key = Tuple[str, str, Any, Any, int]
 
 
 class Args(ModuleArgs):

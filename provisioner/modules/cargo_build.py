@@ -15,9 +15,12 @@ import json
 import os
 import pwd
 import time
-from typing import Any, Dict, List, Optional
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 INPUTS = ("Cargo.toml", "Cargo.lock", ".cargo/config.toml", "src", "build.rs")
 

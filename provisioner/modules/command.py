@@ -6,13 +6,15 @@ exists (or is already gone). Otherwise it always reports changed, as in Ansible.
 
 from __future__ import annotations
 
-import glob
 import os
 import shlex
 import time
-from typing import Any, Dict, List, Optional
 
-from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, glob_paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 FREE_FORM = "cmd"
 ALIASES = {"_uses_shell": "cmd"}
@@ -33,7 +35,7 @@ def skip_reason(creates: Optional[str], removes: Optional[str], chdir: Optional[
     """Why the command need not run, from `creates`/`removes`; None when it must run."""
     def exists(pattern: str) -> bool:
         path = os.path.join(chdir, pattern) if chdir and not os.path.isabs(pattern) else pattern
-        return bool(glob.glob(path))
+        return bool(glob_paths(path))
     if creates and exists(creates):
         return "skipped, since %s exists" % creates
     if removes and not exists(removes):

@@ -11,16 +11,17 @@ backups, `validate` on a temp copy, and the plan/apply of a write with its attri
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import shlex
 import stat as st_mod
 import time
-from typing import Any
 
+from provisioner.host import wire
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, new_hash, parse_mode, text_diff
 from provisioner.modules.file import Op, attr_ops, attrs_text, current_mode, mkdir_ops, path_info, run_ops
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_DIFF_SIZE = 104448  # Ansible's default max_diff_size
 
@@ -78,6 +79,7 @@ def validate_bytes(host: Host, validate: str, data: bytes, mode: int | None) -> 
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, mode if mode is not None else 0o600)
+        import shlex
         res = host.run([part.replace("%s", tmp) for part in shlex.split(validate)])
         if not res.ok:
             error = res.stderr.strip() or res.stdout.strip()
@@ -145,11 +147,12 @@ def plan_content(host: Host, args: Any, path: str, after: bytes, msg: str, data:
 
 def _source(args: Args, host: Host) -> bytes:
     if args.content_b64 is not None:
-        return base64.b64decode(args.content_b64)
+        import binascii
+        return binascii.a2b_base64(args.content_b64)
     if args.content is not None:
         if args.src:
             raise ModuleError("src and content are mutually exclusive")
-        text = args.content if isinstance(args.content, str) else json.dumps(args.content)
+        text = args.content if isinstance(args.content, str) else wire.dumps(args.content)
         return text.encode("utf-8")
     if not args.src:
         raise ModuleError("src (or content) is required")

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import pwd
 import re
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 ALIASES = {"value": "job", "dom": "day", "dow": "weekday"}
 MARK = "#Ansible: "

@@ -7,9 +7,12 @@ lookups and `dnf check-update` run only when needed); installs are ONE `dnf inst
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 OTHER_NAMES = ("yum",)
 ALIASES = {"pkg": "name", "expire-cache": "update_cache"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import stat as st_mod
 import time
-from typing import Any, Literal
 
 from provisioner.host.runtime import (
     Change,
@@ -23,6 +22,10 @@ from provisioner.host.runtime import (
     resolve_uid,
     text_diff,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 ALIASES = {"dest": "path", "name": "path"}
 

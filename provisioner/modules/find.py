@@ -11,10 +11,13 @@ import os
 import re
 import stat as st_mod
 import time
-from typing import Any, Dict, List, Literal, Optional
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, parse_mode
 from provisioner.modules.stat import digests, stat_dict
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Literal, Optional
 
 ALIASES = {"name": "paths", "path": "paths", "pattern": "patterns", "exclude": "excludes"}
 CHECK_MODE = True

@@ -17,12 +17,15 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, parse_mode, text_diff
 from provisioner.modules.copy import backup_local
 from provisioner.modules.file import attr_ops, attrs_text, current_mode, path_info, run_ops
 from provisioner.modules.stat import digests
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ALIASES = {"username": "url_username", "password": "url_password", "thirsty": "force"}
 

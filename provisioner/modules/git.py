@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from typing import Any, Dict, List, Optional
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, text_diff
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 ALIASES = {"name": "repo"}
 REFUSED = {"archive": "make the archive with a command task after the checkout",

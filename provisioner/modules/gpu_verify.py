@@ -21,9 +21,12 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CHECK_MODE = True
 PROGRAM = "gpu_verify.py"

@@ -7,10 +7,13 @@ As Ansible's Linux group: the group's gid is changed only when `gid` is given an
 from __future__ import annotations
 
 import grp
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 from provisioner.modules._accounts import find_tool
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 
 class Args(ModuleArgs):

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 FILE = "/etc/hostname"
 FILE_FAMILIES = ("Debian", "Suse", "Archlinux", "Gentoo", "Mandrake", "Altlinux")

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, text_diff
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Literal
 
 
 class Args(ModuleArgs):

@@ -11,10 +11,13 @@ import base64
 import hmac
 import os
 import re
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, text_diff
 from provisioner.modules.file import path_info
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 ALIASES = {"host": "name"}
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from typing import Any, Dict, List, Literal, Optional, Tuple
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, text_diff
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Literal, Optional, Tuple
 
 MODULES_LOAD_DIR = "/etc/modules-load.d"
 MODPROBE_DIR = "/etc/modprobe.d"

@@ -10,11 +10,14 @@ reported ("Error mounting PATH: ...") and the fstab change is undone, as Ansible
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, text_diff
 from provisioner.modules._accounts import find_tool
 from provisioner.modules.copy import backup_local
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 ALIASES = {"name": "path"}
 FIELDS = ("src", "name", "fstype", "opts", "dump", "passno")

@@ -6,10 +6,12 @@ on another, so a task that needs them names apt or dnf itself.
 
 from __future__ import annotations
 
-from typing import Any
-
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 from provisioner.modules import apt, dnf
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ALIASES = {"pkg": "name"}
 BACKENDS: dict[str, Any] = {"apt": apt, "dnf": dnf, "dnf5": dnf, "yum": dnf}

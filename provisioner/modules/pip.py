@@ -13,9 +13,12 @@ import os
 import re
 import shlex
 import sys
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 LIST_SCRIPT = ("import json, importlib.metadata as m; print(json.dumps("
                "{d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")

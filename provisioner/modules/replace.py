@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 from provisioner.modules.copy import plan_content, run_write
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ALIASES = {"dest": "path", "destfile": "path", "name": "path"}
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 from provisioner.modules.apt_key import dearmor, fetch, fingerprints, normalize_id
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 KEY_ID = re.compile(r"^(0x)?([0-9a-fA-F]{8}|[0-9a-fA-F]{16})$")
 

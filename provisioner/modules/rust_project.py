@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 import os
 import pwd
-from typing import Any, Dict, List, Optional, Tuple
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, new_hash
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
 
 RECORD = ".provision-rust-project.json"
 SOURCES = ("crates-io", "vendor", "debian")

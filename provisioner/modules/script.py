@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import binascii
 import os
-from typing import Any, Dict, List, Optional
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, _temp_file
 from provisioner.modules.command import skip_reason
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 FREE_FORM = "cmd"
 

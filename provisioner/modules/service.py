@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 OTHER_NAMES = ("systemd", "systemd_service")
 ALIASES = {"service": "name", "unit": "name", "daemon-reload": "daemon_reload", "args": "arguments"}

@@ -6,10 +6,12 @@ Only the playbook's own text is shell syntax: templated values should go through
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
-
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 from provisioner.modules.command import run_and_report, skip_reason
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
 
 FREE_FORM = "cmd"
 

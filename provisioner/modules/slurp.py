@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import binascii
 import os
-from typing import Any
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ALIASES = {"path": "src"}
 CHECK_MODE = True

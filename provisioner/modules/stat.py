@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import stat as st_mod
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, _group_name, _user_name, new_hash
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 ALIASES = {"dest": "path", "name": "path",
            "checksum": "checksum_algorithm", "checksum_algo": "checksum_algorithm"}

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, text_diff
 from provisioner.modules._accounts import find_tool
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 ALIASES = {"key": "name", "val": "value"}
 LANG_C = {"LANG": "C", "LC_ALL": "C", "LC_MESSAGES": "C"}

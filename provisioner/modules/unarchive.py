@@ -23,11 +23,14 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Any
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, text_diff
 from provisioner.modules import get_url
 from provisioner.modules.file import attr_ops, current_mode, path_info, run_ops
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Args(ModuleArgs):

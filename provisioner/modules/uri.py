@@ -15,9 +15,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Literal, Optional
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, new_hash, parse_mode
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Literal, Optional
 
 CHECK_MODE = False
 ALIASES = {"user": "url_username", "password": "url_password"}

@@ -12,7 +12,6 @@ import os
 import pwd
 import socket
 import time
-from typing import Any, List, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
 from provisioner.modules._accounts import (
@@ -23,6 +22,10 @@ from provisioner.modules._accounts import (
     shadow_entry,
     shadow_int,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Literal
 
 ALIASES = {"user": "name", "createhome": "create_home"}
 REFUSED = ("local", "seuser", "login_class", "hidden", "profile", "authorization", "role")

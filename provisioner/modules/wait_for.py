@@ -10,9 +10,12 @@ import os
 import re
 import socket
 import time
-from typing import Any, Dict, List, Literal, Optional
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Literal, Optional
 
 CHECK_MODE = False
 ALIASES = {"regexp": "search_regex", "dest": "path"}

@@ -10,9 +10,12 @@ from __future__ import annotations
 import configparser
 import io
 import os
-from typing import Any, Literal
 
 from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, parse_mode, text_diff
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 ALIASES = {"validate_certs": "sslverify", "ca_cert": "sslcacert", "client_cert": "sslclientcert",
            "client_key": "sslclientkey"}
