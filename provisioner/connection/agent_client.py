@@ -1,7 +1,9 @@
 """The controller's side of the agent: start it over a connection, then ask and answer.
 
-Starting costs one exec session; the boot line, the code bundle and the first request
-(facts) travel in one write, so a host is connected and known after one round trip.
+Starting costs one exec session. The boot line names the run's code bundle by its hash; the
+boot marker and the first request (facts) travel in one write. A host that kept that bundle
+from an earlier run answers the request: connected and known after one round trip, and the
+bundle (~180 kB) is not sent. A host without it says so first (NEED_MARKER) and is sent it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from provisioner.connection.base import Connection, Stream, Unreachable
-from provisioner.host.agent import BOOT_CODE, BOOT_MARKER, PROGRESS_PREFIX
-from provisioner.host.bundle import bundle_line
+from provisioner.host.agent import BOOT_CODE, BOOT_MARKER, NEED_MARKER, PROGRESS_PREFIX
+from provisioner.host.bundle import bundle_digest, bundle_line
 
 
 class AgentError(Exception):
@@ -53,12 +55,12 @@ class AgentSession:
             self.connection.open()
         # -I: the host's PYTHON* variables and user site-packages must not change the agent.
         # -S: no `site` (the agent needs only the standard library): ~3 ms less per host.
-        self.stream = self.connection.start([self.python, "-I", "-S", "-c", BOOT_CODE])
-        payload = BOOT_MARKER + b"\n" + bundle_line()
-        if first is None:
-            self.stream.write(payload)
+        if first is None:  # nothing to ask yet: the bundle goes with the marker
+            self.stream = self.connection.start([self.python, "-I", "-S", "-c", BOOT_CODE])
+            self.stream.write(BOOT_MARKER + b"\n" + bundle_line())
             return None
-        return self._exchange(first, prefix=payload)
+        self.stream = self.connection.start([self.python, "-I", "-S", "-c", BOOT_CODE, bundle_digest()])
+        return self._exchange(first, prefix=BOOT_MARKER + b"\n")
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
         if self.deferred:
@@ -79,6 +81,9 @@ class AgentSession:
             try:
                 self.stream.write(prefix + json.dumps(request, default=str).encode() + b"\n")
                 line = self.stream.readline()
+                if prefix and line.rstrip() == NEED_MARKER:  # the host has not kept this bundle
+                    self.stream.write(bundle_line())
+                    line = self.stream.readline()
                 while line.startswith(PROGRESS_PREFIX):
                     self._progress(line)
                     line = self.stream.readline()

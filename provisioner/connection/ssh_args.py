@@ -7,6 +7,7 @@ as they do for ssh. An option we would not honour is an error naming it, never d
 
 from __future__ import annotations
 
+import functools
 import shlex
 
 # ssh_config keys (lowercase) that the SSH connection honours.
@@ -31,7 +32,13 @@ class SshArgsError(ValueError):
 
 
 def ssh_args_to_config(text: str) -> list[tuple[str, str]]:
-    """`-o UserKnownHostsFile=x -J bastion -p 2222` → [("UserKnownHostsFile", "x"), ("ProxyJump", ...)]."""
+    """`-o UserKnownHostsFile=x -J bastion -p 2222` → [("UserKnownHostsFile", "x"), ("ProxyJump", ...)].
+    Parsed once per distinct text: an inventory gives most hosts the same options."""
+    return list(_parsed(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str) -> tuple[tuple[str, str], ...]:
     try:
         words = shlex.split(text)
     except ValueError as exc:
@@ -65,7 +72,7 @@ def ssh_args_to_config(text: str) -> list[tuple[str, str]]:
         low = key.lower()
         if low not in SUPPORTED and low not in ACCEPTED_NO_EFFECT:
             raise SshArgsError(f"ssh option -o {key} is not supported")
-    return out
+    return tuple(out)
 
 
 def _option(attached: str, words: list[str], i: int) -> tuple[str, str, int]:

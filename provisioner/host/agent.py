@@ -182,15 +182,39 @@ def _current_user() -> str:
         return str(os.geteuid())
 
 
-# The one line a host's python3 runs: skip anything before the marker (a sudo password
-# line that sudo did not ask for), then read the bundle and start the agent.
+# What a host's python3 runs (`python3 -I -S -c BOOT_CODE [DIGEST]`): skip anything before the
+# marker (a sudo password line that sudo did not ask for), then find the bundle and start it.
+# With DIGEST (the controller's bundle hash), a host that kept that bundle from an earlier run
+# (~/.cache/provision/bundle-DIGEST, the agent's user's own, nobody else may write it) starts
+# from it: the controller sent the marker and its first request, and no bundle. A host that has
+# not kept it says NEED_MARKER; the requests that came before the bundle are queued (_Q).
+# Without DIGEST (a become agent, fed by its parent) the bundle follows the marker.
+NEED_MARKER = b"#provision-need"
 BOOT_CODE = (
-    "import sys,zlib,binascii\n"
+    "import sys,os,zlib,binascii\n"
     "r=sys.stdin.buffer\n"
     "while r.readline().rstrip()!=b'#provision-boot':pass\n"
-    "_L=r.readline()\n"
-    "_D=zlib.decompress(binascii.a2b_base64(_L))\n"
-    "_i=_D.index(b'\\0')\n"
+    "_Q=[]\n"
+    "_K=None\n"
+    "def _u(l):\n"
+    " d=zlib.decompress(binascii.a2b_base64(l));i=d.index(b'\\0');return d,i\n"
+    "if len(sys.argv)>1:\n"
+    " _K=os.path.join(os.path.expanduser('~'),'.cache','provision','bundle-'+sys.argv[1])\n"
+    " try:\n"
+    "  with open(_K,'rb') as f:\n"
+    "   s=os.fstat(f.fileno())\n"
+    "   if s.st_uid!=os.geteuid() or s.st_mode&18:raise OSError\n"
+    "   _L=f.read()\n"
+    "  _D,_i=_u(_L)\n"
+    "  if sys.argv[1].encode() not in _D[:_i]:raise OSError\n"
+    "  _K=None\n"
+    " except Exception:\n"
+    "  sys.stdout.buffer.write(b'#provision-need\\n');sys.stdout.buffer.flush()\n"
+    "  _L=r.readline()\n"
+    "  while _L.startswith(b'{'):_Q.append(_L);_L=r.readline()\n"
+    "  _D,_i=_u(_L)\n"
+    "else:\n"
+    " _L=r.readline();_D,_i=_u(_L)\n"
     "exec(_D[:_i])"
 )
 
@@ -214,8 +238,10 @@ class _Lines:
             return self._items.pop(0)
 
 
-def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None) -> None:
-    """Read requests from stdin until it closes; answer each on stdout.
+def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None,
+          pending: Optional[List[bytes]] = None) -> None:
+    """Read requests from stdin until it closes (`pending`: ones the boot code read already);
+    answer each on stdout.
 
     `at_exit` runs once the controller is gone (it writes the host's code cache); then the
     process ends without the interpreter's teardown, which would cost the host a few ms.
@@ -253,6 +279,8 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None) -> N
                 return
             requests.put(line)
 
+    for early in pending or ():
+        requests.put(early)
     threading.Thread(target=reader, daemon=True).start()
     while True:
         line = requests.get()

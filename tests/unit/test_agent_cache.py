@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 from provisioner.host import bundle
-from provisioner.host.agent import BOOT_CODE, BOOT_MARKER
+from provisioner.host.agent import BOOT_CODE, BOOT_MARKER, NEED_MARKER
 
 
 def run_agent(home: Path, requests: list[dict], line: bytes | None = None) -> list[dict]:
@@ -100,6 +100,77 @@ def test_an_unwritable_home_only_costs_the_cache(tmp_path: Path) -> None:
     (tmp_path / ".cache").write_text("a file where the cache directory would go")
     assert run_agent(tmp_path, [{"op": "facts"}])[0]["facts"]["system"] == "Linux"
     assert (tmp_path / ".cache").is_file() and cache_files(tmp_path) == []
+
+
+# -- the bundle a host keeps (~/.cache/provision/bundle-DIGEST) --------------------------------
+
+def run_named(home: Path, requests: list[dict], digest: str | None = None,
+              line: bytes | None = None) -> tuple[bool, list[dict]]:
+    """Start the agent as the controller does with a first request: the boot line names the
+    bundle; the marker and every request are written at once, the bundle only when the host asks
+    for it. Returns (whether the host asked for the bundle, the replies in order)."""
+    env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", BOOT_CODE, digest or bundle.bundle_digest()],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(BOOT_MARKER + b"\n" + b"".join(json.dumps({**r, "id": i}).encode() + b"\n"
+                                                   for i, r in enumerate(requests)))
+    proc.stdin.flush()
+    first = proc.stdout.readline()
+    asked = first.rstrip() == NEED_MARKER
+    if asked:
+        proc.stdin.write(line or bundle.bundle_line())
+        proc.stdin.flush()
+        first = proc.stdout.readline()
+    replies = [json.loads(first)] + [json.loads(proc.stdout.readline()) for _ in requests[1:]]
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+    assert [r["id"] for r in replies] == list(range(len(requests)))
+    return asked, replies
+
+
+def kept(home: Path) -> list[Path]:
+    return sorted((home / ".cache" / "provision").glob("bundle-*"))
+
+
+def test_a_host_keeps_the_bundle_and_the_next_run_does_not_send_it(tmp_path: Path) -> None:
+    asked, replies = run_named(tmp_path, [{"op": "facts"}, {"op": "run", "module": "stat", "args": {"path": "/"}}])
+    assert asked and replies[0]["facts"]["system"] == "Linux" and replies[1]["stat"]["isdir"] is True
+    [line] = kept(tmp_path)
+    assert line.name == "bundle-" + bundle.bundle_digest() and line.read_bytes() == bundle.bundle_line()
+    assert line.stat().st_mode & 0o777 == 0o600
+    asked, replies = run_named(tmp_path, [{"op": "facts"}, {"op": "run", "module": "stat", "args": {"path": "/"}}])
+    assert not asked and replies[1]["stat"]["isdir"] is True
+
+
+def test_a_kept_bundle_others_may_write_or_damaged_or_another_is_not_used(tmp_path: Path) -> None:
+    run_named(tmp_path, [{"op": "facts"}])
+    [line] = kept(tmp_path)
+    good = line.read_bytes()
+    line.chmod(0o620)
+    assert run_named(tmp_path, [{"op": "facts"}])[0], "a group-writable bundle was used"
+    assert line.stat().st_mode & 0o777 == 0o600 and line.read_bytes() == good  # replaced by the one sent
+    line.write_bytes(good[: len(good) // 2] + b"\n")
+    asked, replies = run_named(tmp_path, [{"op": "facts"}])
+    assert asked and replies[0]["facts"]["system"] == "Linux" and line.read_bytes() == good
+    # a file named for this digest that holds another bundle is not run
+    sources = bundle._host_sources()
+    sources["provisioner.host.extra_for_test"] = "X = 1\n"
+    line.write_bytes(base64.b64encode(zlib.compress(bundle.pack(sources))) + b"\n")
+    assert run_named(tmp_path, [{"op": "facts"}])[0]
+
+
+def test_a_new_bundle_replaces_the_kept_one(tmp_path: Path) -> None:
+    run_named(tmp_path, [{"op": "facts"}])
+    [old] = kept(tmp_path)
+    sources = bundle._host_sources()
+    sources["provisioner.host.extra_for_test"] = "X = 1\n"
+    digest, packed = bundle._pack(sources)
+    asked, replies = run_named(tmp_path, [{"op": "facts"}], digest=digest,
+                               line=base64.b64encode(zlib.compress(packed)) + b"\n")
+    assert asked and replies[0]["facts"]["system"] == "Linux"
+    [new] = kept(tmp_path)
+    assert new.name == "bundle-" + digest and not old.exists()
 
 
 def test_everything_shipped_to_hosts_parses_as_python_3_7() -> None:
