@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import base64
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import TemplateError
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 WRAPS = "script"
 FREE_FORM = "cmd"
 ARGS = None
 
 
-def run(args: dict[str, Any], ctx: Any) -> dict[str, Any]:
+def run(args: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     args = dict(args)
     words = shlex.split(str(args.get("cmd") or ""))
     if not words:

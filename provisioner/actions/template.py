@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import TemplateError
 from provisioner.validate import alias
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 
 @dataclass
@@ -26,7 +29,7 @@ class ARGS:
     output_encoding: str = "utf-8"
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     path = ctx.find_file("templates", args.src)
     try:
         source = path.read_text(encoding="utf-8")

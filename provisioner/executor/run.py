@@ -68,6 +68,10 @@ class Runner:
         self.connections = ConnectionFactory(options)
         self._layer_cache: dict[tuple[Any, ...], Any] = {}
 
+    @property
+    def playbook_dir(self) -> Path:
+        return self.playbook.path.parent
+
     # -- variables -----------------------------------------------------------------------
     def base_layers(self, hr: HostRun, play: Play | None) -> list[Mapping[str, Any]]:
         """Variable layers for a host, lowest precedence first (see README: Variable precedence)."""

@@ -11,12 +11,12 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from provisioner.actions import ActionSpec, lookup_action
 from provisioner.connection.base import Unreachable
 from provisioner.errors import TemplateError, UserError
-from provisioner.executor.context import HostRun
+from provisioner.executor.context import HostRun, RunContext
 from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
 from provisioner.load.playbook import Task, selected_by_tags
 from provisioner.lookups import LOOP_LOOKUPS, LookupContext, run_lookup
@@ -24,10 +24,6 @@ from provisioner.modules import validate_args
 from provisioner.template import LazyVars, _bool, mark_unsafe
 from provisioner.validate import ArgsError, as_dict, validate_model
 from provisioner.vault import taint
-
-if TYPE_CHECKING:
-    from provisioner.executor.run import Runner
-
 
 _ALL_TRUE = object()
 
@@ -47,11 +43,12 @@ class ActionContext:
     def __init__(self, task_runner: TaskRunner, hr: HostRun, task: Task, variables: LazyVars,
                  check: bool, diff: bool, env: dict[str, str], become: dict[str, Any] | None,
                  session: Any) -> None:
-        self.runner = task_runner.runner
+        self._tasks = task_runner
+        self._run = task_runner.context
         self.hr = hr
         self.task = task
         self.vars = variables
-        self.templar = task_runner.runner.templar
+        self.templar = task_runner.context.templar
         self.check = check
         self.diff = diff
         self.env = env
@@ -62,12 +59,24 @@ class ActionContext:
     def host_name(self) -> str:
         return self.hr.name
 
+    @property
+    def playbook_dir(self) -> Path:
+        return self._run.playbook_dir
+
+    def vars_file(self, path: Path) -> Any:
+        """A YAML vars file's data, parsed once per run for every host: copy what you keep."""
+        return self._run.vars_file(path)
+
+    def connect(self) -> TaskResult:
+        """Connect to the host again and start its agent (after a reboot)."""
+        return self._run.connect(self.hr)
+
     def run_module(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         spec = lookup_action(name)
         if spec is None or spec.host_module is None:
             raise TemplateError(f"no host module {name!r}")
-        return self.runner.task_runner.call_module(self.hr, spec, args, self.check, self.diff, self.env,
-                                                   self.become, self.session)
+        return self._tasks.call_module(self.hr, spec, args, self.check, self.diff, self.env, self.become,
+                                       self.session)
 
     def find_file(self, kind: str, name: str) -> Path:
         """A local file by Ansible's search order: the role's files/ or templates/, then the playbook's."""
@@ -79,8 +88,7 @@ class ActionContext:
         dirs: list[Path] = []
         if self.task.role:
             dirs += [self.task.role.path / kind, self.task.role.path, self.task.role.path / "tasks"]
-        dirs += [self.task.base_dir / kind, self.task.base_dir, self.runner.playbook.path.parent / kind,
-                 self.runner.playbook.path.parent]
+        dirs += [self.task.base_dir / kind, self.task.base_dir, self.playbook_dir / kind, self.playbook_dir]
         for d in dirs:
             if (d / name).exists():
                 return d / name
@@ -96,19 +104,21 @@ class ActionContext:
 
 
 class TaskRunner:
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
+    """Runs one task on one host; what it needs of the run comes through `context` (RunContext)."""
+
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
 
     # -- selection ---------------------------------------------------------------------------
     def selected_by_tags(self, task: Task) -> bool:
-        return selected_by_tags(task.tags, self.runner.options.tags, self.runner.options.skip_tags)
+        return selected_by_tags(task.tags, self.context.options.tags, self.context.options.skip_tags)
 
     def variables(self, hr: HostRun, task: Task, extra: Mapping[str, Any] | None = None) -> LazyVars:
-        runner = self.runner
-        layers = runner.base_layers(hr, runner.play)
+        run = self.context
+        layers = run.base_layers(hr, run.play)
         if task.role is not None:
             # a role sees its own defaults and vars above other roles'
-            layers.insert(len(runner.play.roles) if runner.play else 0, task.role.defaults)
+            layers.insert(len(run.play.roles) if run.play else 0, task.role.defaults)
             layers.insert(-3, task.role.vars)
         for layer in task.vars:
             # block and task vars: above role vars, below set_fact/include_vars/register (as in Ansible)
@@ -118,13 +128,13 @@ class TaskRunner:
             layers.append({"role_name": task.role.name, "role_path": str(task.role.path)})
         if extra:
             layers.append(extra)
-        layers.append(runner.options.extra_vars)
-        return LazyVars(layers, runner.templar)
+        layers.append(run.options.extra_vars)
+        return LazyVars(layers, run.templar)
 
     def when_ok(self, hr: HostRun, task: Task, variables: LazyVars | None = None) -> bool:
         if variables is None:  # not `or`: a LazyVars' truth value counts every variable of every layer
             variables = self.variables(hr, task)
-        return all(self.runner.templar.condition(c, variables) for c in task.when)
+        return all(self.context.templar.condition(c, variables) for c in task.when)
 
     # -- the task ---------------------------------------------------------------------------
     def apply(self, hr: HostRun, task: Task) -> TaskResult:
@@ -145,7 +155,7 @@ class TaskRunner:
 
     def _apply(self, hr: HostRun, task: Task) -> TaskResult:
         variables = self.variables(hr, task)
-        templar = self.runner.templar
+        templar = self.context.templar
         if task.loop is None:
             false_condition = self._false_condition(task, variables)
             if false_condition is not _ALL_TRUE:
@@ -177,7 +187,7 @@ class TaskRunner:
     def share_run_once(self, hr: HostRun, task: Task, leader: TaskResult) -> TaskResult:
         """A run_once task's result for the hosts that did not run it: the leader's registered
         value and facts become theirs too (Ansible applies a run_once result to every host)."""
-        source = self.runner.hosts[leader.host]
+        source = self.context.hosts[leader.host]
         if task.register and task.register in source.registered:
             hr.registered[task.register] = source.registered[task.register]
         if task.action in ("set_fact", "include_vars"):
@@ -190,7 +200,7 @@ class TaskRunner:
     def _loop(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
         """Every item in turn, as Ansible: each one sees the facts the previous ones set
         (set_fact, include_vars), and the result is `results` with one entry per item."""
-        templar = self.runner.templar
+        templar = self.context.templar
         items = self._loop_items(task, variables)
         loop_var = str(task.loop_control.get("loop_var", "item"))
         index_var = task.loop_control.get("index_var")
@@ -242,7 +252,7 @@ class TaskRunner:
     def _false_condition(self, task: Task, variables: LazyVars) -> Any:
         """The first `when` condition that is false (as Ansible's `false_condition`), else _ALL_TRUE."""
         for c in task.when:
-            if not self.runner.templar.condition(c, variables):
+            if not self.context.templar.condition(c, variables):
                 return c
         return _ALL_TRUE
 
@@ -255,7 +265,7 @@ class TaskRunner:
             hr.host_facts.update({k: taint(v) for k, v in facts.items()} if secret else facts)
 
     def _loop_items(self, task: Task, variables: LazyVars) -> list[Any]:
-        value = self.runner.templar.render(task.loop, variables)
+        value = self.context.templar.render(task.loop, variables)
         if task.loop_kind == "with_dict":
             if not isinstance(value, Mapping):
                 raise TemplateError(f"with_dict needs a mapping, got {type(value).__name__}")
@@ -282,7 +292,7 @@ class TaskRunner:
 
     def _run_once(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
         """The action, with retries/until and changed_when/failed_when applied."""
-        templar = self.runner.templar
+        templar = self.context.templar
         attempts = 1
         if task.until is not None:
             attempts = int(templar.render(task.retries, variables)) + 1 if task.retries is not None else 4
@@ -308,13 +318,13 @@ class TaskRunner:
     def _with_result(self, task: Task, data: dict[str, Any], variables: LazyVars) -> LazyVars:
         layer = {task.register: data} if task.register else {}
         layer["result"] = data  # harmless convenience when register is absent
-        return LazyVars([variables, layer], self.runner.templar)
+        return LazyVars([variables, layer], self.context.templar)
 
     def _judge(self, task: Task, data: dict[str, Any], variables: LazyVars) -> dict[str, Any]:
         if not task.changed_when and not task.failed_when:
             return data
         judged = self._with_result(task, data, variables)
-        templar = self.runner.templar
+        templar = self.context.templar
         if task.changed_when and not data.get("skipped"):
             data["changed"] = all(templar.condition(c, judged) for c in task.changed_when)
         if task.failed_when and not data.get("skipped"):
@@ -328,8 +338,8 @@ class TaskRunner:
     def _action(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
         spec = lookup_action(task.action)
         assert spec is not None
-        templar = self.runner.templar
-        opts = self.runner.options
+        templar = self.context.templar
+        opts = self.context.options
         check = opts.check
         if task.check_mode is not None:
             check = _bool(templar.render(task.check_mode, variables))
@@ -383,18 +393,18 @@ class TaskRunner:
         """The agent session that runs this task: the host's own, or the one `delegate_to` names."""
         if task.delegate_to is None:
             return None
-        target = str(self.runner.templar.render(task.delegate_to, variables))
+        target = str(self.context.templar.render(task.delegate_to, variables))
         if target == hr.name:
             return None
-        if target in ("localhost", "127.0.0.1") and target not in self.runner.hosts:
-            return self.runner.local_session()
-        other = self.runner.hosts.get(target)
+        if target in ("localhost", "127.0.0.1") and target not in self.context.hosts:
+            return self.context.local_session()
+        other = self.context.hosts.get(target)
         if other is None or other.session is None:
             raise TemplateError(f"delegate_to: {target!r} is not a connected host of this run")
         return other.session
 
     def _become(self, task: Task, variables: LazyVars) -> dict[str, Any] | None:
-        templar = self.runner.templar
+        templar = self.context.templar
         become = task.become
         if become is None:
             become = variables.get("ansible_become", False)
@@ -406,7 +416,7 @@ class TaskRunner:
         # make the task no_log
         secret_used = variables.secret_used
         password = (variables.get("ansible_become_password") or variables.get("ansible_become_pass")
-                    or self.runner.options.become_password)
+                    or self.context.options.become_password)
         out: dict[str, Any] = {"user": user}
         if password:
             out["password"] = str(templar.render(password, variables))
@@ -417,8 +427,8 @@ class TaskRunner:
         if task.included is not None:
             nodes = task.included
         else:
-            target = self.runner.templar.render(task.args.get("file") or task.args.get("_raw_params"), variables)
-            loader = self.runner.loader
+            target = self.context.templar.render(task.args.get("file") or task.args.get("_raw_params"), variables)
+            loader = self.context.loader
             path = loader.resolve_task_file(str(target), task.base_dir, task.role, task.pos)
             from provisioner.load.playbook import Inherited
             inherited = Inherited(tags=task.tags, become=task.become, become_user=task.become_user,
@@ -426,7 +436,7 @@ class TaskRunner:
                                   base_dir=path.parent)
             nodes = loader._task_file(path, inherited)
         params = {} if task.action == "include_role" else {  # a role's params went to its RoleInstance
-            k: self.runner.templar.render(v, variables) for k, v in task.args.items()
+            k: self.context.templar.render(v, variables) for k, v in task.args.items()
             if k not in ("file", "_raw_params", "apply")}
         loop_var = str(task.loop_control.get("loop_var", "item"))
         if task.loop is not None and loop_var in variables:
@@ -438,7 +448,7 @@ class TaskRunner:
         if result.status != FAILED:
             return result
         try:
-            ignore = _bool(self.runner.templar.render(task.ignore_errors, self.variables(hr, task)))
+            ignore = _bool(self.context.templar.render(task.ignore_errors, self.variables(hr, task)))
         except TemplateError:
             ignore = False
         return dataclasses.replace(result, ignored=ignore)
@@ -453,6 +463,6 @@ class TaskRunner:
         for r in data.get("results", []) if isinstance(data.get("results"), list) else []:
             if isinstance(r, dict) and r.get("diff"):
                 diffs.append(r["diff"])
-        is_handler = self.runner.play is not None and any(task is h for h in self.runner.play.handlers)
+        is_handler = self.context.play is not None and any(task is h for h in self.context.play.handlers)
         return TaskResult(hr.name, task.display_name, task.action, status, msg, data, diffs, no_log=no_log,
                           position=str(task.pos), handler=is_handler)
