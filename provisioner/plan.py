@@ -73,8 +73,8 @@ def plans_gpu(play: Play) -> bool:
 def host_plan(runner: Runner, play: Play, hr: HostRun) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """(facts, plan, refusals) for one connected host, with the variables the play gives it."""
     def variables() -> LazyVars:
-        return LazyVars([*runner.base_layers(hr, play), *(r.params for r in play.roles),
-                         runner.options.extra_vars], runner.templar)
+        layers = runner.base_layers(hr, play).set("role_params", *(r.params for r in play.roles))
+        return LazyVars(layers.stack(), runner.templar)
 
     try:
         # another OS's facts stand in for this host's (what-if plans; play vars and -e included)

@@ -12,6 +12,7 @@ from provisioner.executor.results import HostStats
 from provisioner.load.inventory import Host, Inventory
 
 if TYPE_CHECKING:
+    from provisioner.executor.layers import VarLayers
     from provisioner.executor.results import TaskResult
     from provisioner.load.playbook import Loader, Play
     from provisioner.template import Templar
@@ -86,8 +87,8 @@ class RunContext(Protocol):
     @property
     def playbook_dir(self) -> Path: ...  # where relative local files are looked for
 
-    def base_layers(self, hr: HostRun, play: Play | None) -> list[Mapping[str, Any]]:
-        """The host's variable layers, lowest precedence first."""
+    def base_layers(self, hr: HostRun, play: Play | None) -> VarLayers:
+        """The host's variable layers in the play, by name; a task adds its own by name."""
         ...
 
     def vars_file(self, path: Path) -> Any:

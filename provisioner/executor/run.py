@@ -26,6 +26,7 @@ from provisioner.connection.local import LocalConnection
 from provisioner.errors import TemplateError, UserError
 from provisioner.executor.context import HostRun, HostVars, RunOptions, fact_vars
 from provisioner.executor.fake_facts import FAKE_FACTS_VAR, fake_facts
+from provisioner.executor.layers import VarLayers
 from provisioner.executor.results import FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
 from provisioner.executor.task import TaskRunner
 from provisioner.load.inventory import Inventory
@@ -73,23 +74,25 @@ class Runner:
         return self.playbook.path.parent
 
     # -- variables -----------------------------------------------------------------------
-    def base_layers(self, hr: HostRun, play: Play | None) -> list[Mapping[str, Any]]:
-        """Variable layers for a host, lowest precedence first (see README: Variable precedence)."""
-        layers: list[Mapping[str, Any]] = []
-        roles = play.roles if play else []
-        for role in roles:
-            layers.append(role.defaults)
-        layers.append(self._inventory_layer(hr))
-        layers.append(self._facts_layer(hr))
-        if play:
-            layers.append(play.vars)
-            layers.append(self._cached(("vars_files", hr.name, id(play)), lambda: self._vars_files(play, hr)))
-            for role in roles:
-                layers.append(role.vars)
-        layers.append(hr.host_facts)
-        layers.append(hr.registered)
-        layers.append(self._magic_layer(hr, play))
-        return layers
+    def base_layers(self, hr: HostRun, play: Play | None) -> VarLayers:
+        """A host's variable layers in a play, by name (executor/layers.py orders them): everything but
+        what a task adds (its role's, its blocks' and its own vars, a loop item). A new builder each
+        call, from one kept per host and play: the no-op path asks for it per host per task."""
+        live = self.hosts.get(hr.name) is hr  # not a passing HostRun of variables_for (hostvars)
+        key = ("layers", id(hr), id(play), id(hr.facts), id(self.play_hosts))
+        kept = self._layer_cache.get(key) if live else None
+        if kept is None:
+            kept = VarLayers().set("inventory", self._inventory_layer(hr)).set("facts", self._facts_layer(hr))
+            kept.set("host_facts", hr.host_facts).set("registered", hr.registered)
+            kept.set("magic", self._magic_layer(hr, play)).set("extra_vars", self.options.extra_vars)
+            if play:
+                kept.set("role_defaults", *(r.defaults for r in play.roles)).set("play_vars", play.vars)
+                kept.set("vars_files", self._cached(("vars_files", hr.name, id(play)),
+                                                    lambda: self._vars_files(play, hr)))
+                kept.set("role_vars", *(r.vars for r in play.roles))
+            if live:  # hr, its facts, the play and play_hosts live as long as the entry: their ids hold
+                self._layer_cache[key] = kept
+        return kept.copy()
 
     def _inventory_layer(self, hr: HostRun) -> dict[str, Any]:
         return self._cached(("inventory", hr.name), lambda: self.inventory.host_vars(hr.name))
@@ -124,7 +127,7 @@ class Runner:
 
     def variables_for(self, name: str) -> LazyVars:
         hr = self.hosts.get(name) or HostRun(self.inventory.hosts[name])
-        return LazyVars([*self.base_layers(hr, self.play), self.options.extra_vars], self.templar)
+        return LazyVars(self.base_layers(hr, self.play).stack(), self.templar)
 
     def magic_vars(self, hr: HostRun, play: Play | None) -> dict[str, Any]:
         return {
@@ -148,8 +151,9 @@ class Runner:
         merged: dict[str, Any] = {}
         if not play.vars_files:
             return merged
-        base = LazyVars([self._inventory_layer(hr), self._facts_layer(hr), play.vars, self._magic_layer(hr, play),
-                         self.options.extra_vars], self.templar)
+        layers = VarLayers().set("inventory", self._inventory_layer(hr)).set("facts", self._facts_layer(hr))
+        layers.set("play_vars", play.vars).set("magic", self._magic_layer(hr, play))
+        base = LazyVars(layers.set("extra_vars", self.options.extra_vars).stack(), self.templar)
         for entry in play.vars_files:
             candidates = entry if isinstance(entry, list) else [entry]
             for cand in candidates:

@@ -116,20 +116,16 @@ class TaskRunner:
     def variables(self, hr: HostRun, task: Task, extra: Mapping[str, Any] | None = None) -> LazyVars:
         run = self.context
         layers = run.base_layers(hr, run.play)
-        if task.role is not None:
-            # a role sees its own defaults and vars above other roles'
-            layers.insert(len(run.play.roles) if run.play else 0, task.role.defaults)
-            layers.insert(-3, task.role.vars)
-        for layer in task.vars:
-            # block and task vars: above role vars, below set_fact/include_vars/register (as in Ansible)
-            layers.insert(-3, layer)
-        if task.role is not None:
-            layers.append(task.role.params)
-            layers.append({"role_name": task.role.name, "role_path": str(task.role.path)})
+        role = task.role
+        if role is not None:
+            layers.set("task_role_defaults", role.defaults).set("task_role_vars", role.vars)
+            layers.set("role_params", role.params)
+            layers.set("role_name", {"role_name": role.name, "role_path": str(role.path)})
+        if task.vars:
+            layers.set("block_task_vars", *task.vars)
         if extra:
-            layers.append(extra)
-        layers.append(run.options.extra_vars)
-        return LazyVars(layers, run.templar)
+            layers.set("task_extra", extra)
+        return LazyVars(layers.stack(), run.templar)
 
     def when_ok(self, hr: HostRun, task: Task, variables: LazyVars | None = None) -> bool:
         if variables is None:  # not `or`: a LazyVars' truth value counts every variable of every layer

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from provisioner.executor.context import HostRun, RunOptions
+from provisioner.executor.layers import PRECEDENCE, VarLayers
 from provisioner.executor.run import Runner
 from provisioner.load.inventory import load_inventory
 from provisioner.load.playbook import Loader, iter_tasks
@@ -156,3 +157,43 @@ def test_hostvars_see_the_host_layers_and_extra_vars(tmp_path: Path, top: str) -
     finally:
         runner.close()
 
+
+
+def test_the_precedence_list_is_written_once_in_this_order() -> None:
+    assert PRECEDENCE == (
+        "role_defaults", "task_role_defaults", "inventory", "facts", "play_vars", "vars_files", "role_vars",
+        "task_role_vars", "block_task_vars", "host_facts", "registered", "magic", "role_params", "role_name",
+        "task_extra", "extra_vars")
+    # set in any order, by name: stacked in precedence order, each name's mappings lowest first
+    layers = VarLayers()
+    for name in reversed(PRECEDENCE):
+        layers.set(name, {"v": f"{name} 1"}, {"v": f"{name} 2"})
+    assert [m["v"] for m in layers.stack()] == [f"{n} {i}" for n in PRECEDENCE for i in (1, 2)]
+    copied = layers.copy().set("extra_vars")  # a copy is changed alone
+    assert len(copied.stack()) == len(layers.stack()) - 2 and layers.get("extra_vars")
+
+
+def test_a_hosts_kept_layers_follow_new_facts_and_a_new_batch(tmp_path: Path) -> None:
+    """The per-host layers are kept between tasks: a reconnect's facts and serial's next batch show."""
+    root = tmp_path / "p"
+    read_vars(root, set())
+    loader = Loader(root / "site.yml")
+    book = loader.load()
+    inventory = load_inventory(str(root / "inventory.yml"))
+    runner = Runner(book, inventory, RunOptions(), Output(quiet=True), loader)
+    try:
+        play = runner.play = book.plays[0]
+        [probe] = [t for t in iter_tasks(play.tasks) if t.name == "probe"]
+        runner.play_hosts = ["h1"]
+        hr = runner.hosts["h1"] = HostRun(inventory.hosts["h1"])
+        hr.facts = {"os_family": "Debian"}
+        first = runner.task_runner.variables(hr, probe)
+        assert first["ansible_os_family"] == "Debian" and first["play_hosts"] == ["h1"]
+        hr.facts = {"os_family": "RedHat"}  # connect() after a reboot
+        runner.play_hosts = ["h1", "h2"]    # the next serial batch
+        hr.registered["r"] = 1
+        again = runner.task_runner.variables(hr, probe)
+        assert again["ansible_os_family"] == "RedHat" and again["play_hosts"] == ["h1", "h2"]
+        assert again["r"] == 1
+    finally:
+        runner.close()
