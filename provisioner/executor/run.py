@@ -447,22 +447,20 @@ class Runner:
                 hr.host_facts["ansible_failed_task"] = {"name": node.name or node.action, "action": node.action}
                 hr.host_facts["ansible_failed_result"] = result.public_data()
                 return False
-            included = result.data.get("_include")
-            if included is not None:
-                for nodes_for_item, layer in included:
-                    hr_layer = dict(layer)
-                    for role in {id(t.role): t.role for t in iter_tasks(nodes_for_item) if t.role}:
-                        hr.include_layers[role] = hr_layer
-                    saved = dict(hr.host_facts)
-                    hr.host_facts.update(hr_layer)
-                    ok = yield from self._nodes(hr, nodes_for_item, play)
-                    for k in hr_layer:
-                        if k in saved:
-                            hr.host_facts[k] = saved[k]
-                        else:
-                            hr.host_facts.pop(k, None)
-                    if not ok:
-                        return False
+            for include in result.includes:
+                hr_layer = dict(include.params)
+                for role in {id(t.role): t.role for t in iter_tasks(include.nodes) if t.role}:
+                    hr.include_layers[role] = hr_layer
+                saved = dict(hr.host_facts)
+                hr.host_facts.update(hr_layer)
+                ok = yield from self._nodes(hr, include.nodes, play)
+                for k in hr_layer:
+                    if k in saved:
+                        hr.host_facts[k] = saved[k]
+                    else:
+                        hr.host_facts.pop(k, None)
+                if not ok:
+                    return False
         return True
 
     def _meta(self, hr: HostRun, task: Task, play: Play) -> Generator[Task, TaskResult, bool]:

@@ -17,7 +17,7 @@ from provisioner.actions import ActionSpec, lookup_action
 from provisioner.connection.base import Unreachable
 from provisioner.errors import TemplateError, UserError
 from provisioner.executor.context import HostRun, RunContext
-from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
+from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, Include, TaskResult
 from provisioner.load.playbook import Task, selected_by_tags
 from provisioner.lookups import LOOP_LOOKUPS, LookupContext, run_lookup
 from provisioner.modules import validate_args
@@ -29,7 +29,7 @@ _ALL_TRUE = object()
 
 
 def _registered(data: dict[str, Any]) -> dict[str, Any]:
-    """A result as `register` stores it: without the executor's private keys (_include, _label)."""
+    """A result as `register` stores it: without the executor's private keys (a loop item's _label)."""
     out = {k: v for k, v in data.items() if not k.startswith("_")}
     if isinstance(out.get("results"), list):
         out["results"] = [{k: v for k, v in r.items() if not k.startswith("_")} if isinstance(r, dict) else r
@@ -160,12 +160,12 @@ class TaskRunner:
                 if task.register:  # `r is skipped` must see this run's result, as in Ansible
                     hr.registered[task.register] = dict(skipped)
                 return self._result(hr, task, SKIPPED, "conditional result was False", skipped)
-            data = self._run_once(hr, task, variables)
+            data, includes = self._run_once(hr, task, variables)
             data.setdefault("failed", False)
             secret = variables.secret_used or bool(data.pop("_secret", False))
             self._set_facts(hr, data, secret)
         else:
-            data = self._loop(hr, task, variables)
+            data, includes = self._loop(hr, task, variables)
             secret = variables.secret_used or bool(data.pop("_secret", False))
         if task.register:
             registered = mark_unsafe(_registered(data))
@@ -177,7 +177,8 @@ class TaskRunner:
                 rendered = str(templar.render(name, variables))
                 if rendered not in hr.notified:
                     hr.notified.append(rendered)
-        result = self._result(hr, task, status, str(data.get("msg") or ""), data, secret=secret)
+        result = self._result(hr, task, status, str(data.get("msg") or ""), data, secret=secret,
+                              includes=includes)
         return self._maybe_ignore(hr, task, result)
 
     def share_run_once(self, hr: HostRun, task: Task, leader: TaskResult) -> TaskResult:
@@ -193,7 +194,7 @@ class TaskRunner:
                     hr.host_facts.update(item["ansible_facts"])
         return dataclasses.replace(leader, host=hr.name)
 
-    def _loop(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
+    def _loop(self, hr: HostRun, task: Task, variables: LazyVars) -> tuple[dict[str, Any], tuple[Include, ...]]:
         """Every item in turn, as Ansible: each one sees the facts the previous ones set
         (set_fact, include_vars), and the result is `results` with one entry per item."""
         templar = self.context.templar
@@ -202,7 +203,7 @@ class TaskRunner:
         index_var = task.loop_control.get("index_var")
         label = task.loop_control.get("label")
         results: list[dict[str, Any]] = []
-        includes: list[Any] = []
+        includes: list[Include] = []
         secret = False  # a vaulted value read by any item makes the whole result secret
         for index, item in enumerate(items):
             layer: dict[str, Any] = {loop_var: mark_unsafe(item), "ansible_loop_var": loop_var}  # rendered already
@@ -218,32 +219,29 @@ class TaskRunner:
                                 "skip_reason": "Conditional result was False", "skipped": True,
                                 **marks, "_label": shown})
                 continue
-            data = self._run_once(hr, task, ivars)
+            data, item_includes = self._run_once(hr, task, ivars)
+            includes.extend(item_includes)
             data.setdefault("failed", False)
             item_secret = ivars.secret_used or bool(data.pop("_secret", False))
             secret = secret or item_secret
             self._set_facts(hr, data, item_secret)
             data.update(marks)
             data["_label"] = shown
-            if "_include" in data:
-                includes.extend(data.pop("_include"))
             results.append(data)
             if task.loop_control.get("pause"):
                 time.sleep(float(task.loop_control["pause"]))
         out: dict[str, Any] = {"changed": any(r.get("changed") for r in results), "results": results}
         if not results:
             out.update(skipped=True, skipped_reason="No items in the list")
-            return out
+            return out, ()
         out["skipped"] = all(r.get("skipped") for r in results)
         if any(r.get("failed") for r in results):
             out.update(failed=True, msg="One or more items failed")
         else:
             out["msg"] = "All items skipped" if out["skipped"] else "All items completed"
-        if includes:
-            out["_include"] = includes
         if secret:
             out["_secret"] = True
-        return out
+        return out, tuple(includes)
 
     def _false_condition(self, task: Task, variables: LazyVars) -> Any:
         """The first `when` condition that is false (as Ansible's `false_condition`), else _ALL_TRUE."""
@@ -286,16 +284,19 @@ class TaskRunner:
             return flat
         return value
 
-    def _run_once(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
-        """The action, with retries/until and changed_when/failed_when applied."""
+    def _run_once(self, hr: HostRun, task: Task,
+                  variables: LazyVars) -> tuple[dict[str, Any], tuple[Include, ...]]:
+        """The action, with retries/until and changed_when/failed_when applied; and what it included
+        (the last attempt's)."""
         templar = self.context.templar
         attempts = 1
         if task.until is not None:
             attempts = int(templar.render(task.retries, variables)) + 1 if task.retries is not None else 4
         delay = float(templar.render(task.delay, variables)) if task.delay is not None else 5.0
         data: dict[str, Any] = {}
+        includes: tuple[Include, ...] = ()
         for attempt in range(1, attempts + 1):
-            data = self._action(hr, task, variables)
+            data, includes = self._action(hr, task, variables)
             data = self._judge(task, data, variables)
             if task.until is None:
                 break
@@ -309,7 +310,7 @@ class TaskRunner:
                 data["failed"] = True
                 data.setdefault("msg", "")
                 data["msg"] = (data["msg"] + " " if data["msg"] else "") + f"(until not met after {attempt} attempts)"
-        return data
+        return data, includes
 
     def _with_result(self, task: Task, data: dict[str, Any], variables: LazyVars) -> LazyVars:
         layer = {task.register: data} if task.register else {}
@@ -331,7 +332,7 @@ class TaskRunner:
             data["failed"] = failed
         return data
 
-    def _action(self, hr: HostRun, task: Task, variables: LazyVars) -> dict[str, Any]:
+    def _action(self, hr: HostRun, task: Task, variables: LazyVars) -> tuple[dict[str, Any], tuple[Include, ...]]:
         spec = lookup_action(task.action)
         assert spec is not None
         templar = self.context.templar
@@ -349,7 +350,9 @@ class TaskRunner:
         become = self._become(task, variables)
         session = self._delegate(hr, task, variables)
         if task.action in ("include_tasks", "include") or task.included is not None:
-            return self._include(task, variables)
+            include = self._include(task, variables)
+            return {"changed": False, "msg": "included", "include": str(
+                task.args.get("file") or task.args.get("_raw_params"))}, (include,)
         args = templar.render(task.args, variables)
         if spec.controller is not None:
             ctx = ActionContext(self, hr, task, variables, check, diff, env, become, session)
@@ -362,9 +365,9 @@ class TaskRunner:
                     args = validate_model(model, args)
                 except ArgsError as exc:
                     where = ".".join(str(x) for x in exc.loc)
-                    return {"failed": True, "msg": f"argument {where!r} of {task.action!r}: {exc.msg.lower()}"}
-            return dict(spec.controller.run(args, ctx))
-        return self.call_module(hr, spec, args, check, diff, env, become, session)
+                    return {"failed": True, "msg": f"argument {where!r} of {task.action!r}: {exc.msg.lower()}"}, ()
+            return dict(spec.controller.run(args, ctx)), ()
+        return self.call_module(hr, spec, args, check, diff, env, become, session), ()
 
     def call_module(self, hr: HostRun, spec: ActionSpec, args: dict[str, Any], check: bool, diff: bool,
                     env: dict[str, str], become: dict[str, Any] | None,
@@ -419,7 +422,8 @@ class TaskRunner:
         variables.secret_used = secret_used
         return out
 
-    def _include(self, task: Task, variables: LazyVars) -> dict[str, Any]:
+    def _include(self, task: Task, variables: LazyVars) -> Include:
+        """The tasks an include_tasks / include_role brings in, and the params they run with."""
         if task.included is not None:
             nodes = task.included
         else:
@@ -437,8 +441,7 @@ class TaskRunner:
         loop_var = str(task.loop_control.get("loop_var", "item"))
         if task.loop is not None and loop_var in variables:
             params[loop_var] = variables[loop_var]
-        return {"changed": False, "msg": "included", "_include": [(nodes, params)], "include": str(
-            task.args.get("file") or task.args.get("_raw_params"))}
+        return Include(nodes, params)
 
     def _maybe_ignore(self, hr: HostRun, task: Task, result: TaskResult) -> TaskResult:
         if result.status != FAILED:
@@ -450,7 +453,7 @@ class TaskRunner:
         return dataclasses.replace(result, ignored=ignore)
 
     def _result(self, hr: HostRun, task: Task, status: str, msg: str, data: dict[str, Any],
-                secret: bool = False) -> TaskResult:
+                secret: bool = False, includes: tuple[Include, ...] = ()) -> TaskResult:
         """`secret`: the task read a vaulted value, so its result is no_log whatever the task says."""
         no_log = secret or (bool(task.no_log) if isinstance(task.no_log, bool) else _bool(task.no_log))
         diffs: list[dict[str, Any]] = []
@@ -461,4 +464,4 @@ class TaskRunner:
                 diffs.append(r["diff"])
         is_handler = self.context.play is not None and any(task is h for h in self.context.play.handlers)
         return TaskResult(hr.name, task.display_name, task.action, status, msg, data, diffs, no_log=no_log,
-                          position=str(task.pos), handler=is_handler)
+                          position=str(task.pos), handler=is_handler, includes=includes)
