@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioner.errors import TemplateError
+from provisioner.errors import TaskFailed
 
 if TYPE_CHECKING:
     from provisioner.executor.task import ActionContext
@@ -69,7 +69,7 @@ def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
         return _missing("no read permission on remote file", args)
     remote_sum = info.get("checksum")
     if dest.is_dir():
-        raise TemplateError(f"fetch: dest {dest} is an existing directory; use a trailing slash with flat: yes "
+        raise TaskFailed(f"fetch: dest {dest} is an existing directory; use a trailing slash with flat: yes "
                             "or another dest")
     local_sum = _sha1(dest)
     if local_sum == remote_sum:

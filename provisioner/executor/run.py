@@ -23,7 +23,7 @@ from provisioner.connection.agent_client import AgentSession
 from provisioner.connection.base import Unreachable
 from provisioner.connection.factory import ConnectionFactory, ConnectionSettingError
 from provisioner.connection.local import LocalConnection
-from provisioner.errors import TemplateError, UserError
+from provisioner.errors import TaskFailed, UserError
 from provisioner.executor.context import HostRun, HostVars, RunOptions, fact_vars
 from provisioner.executor.fake_facts import FAKE_FACTS_VAR, fake_facts
 from provisioner.executor.layers import VarLayers
@@ -162,11 +162,11 @@ class Runner:
                 if path.exists():
                     data = self.vars_file(path) or {}
                     if not isinstance(data, dict):
-                        raise TemplateError(f"vars file {path} must be a mapping of variables")
+                        raise TaskFailed(f"vars file {path} must be a mapping of variables")
                     merged.update(data)
                     break
             else:
-                raise TemplateError(f"vars file not found: {candidates}")
+                raise TaskFailed(f"vars file not found: {candidates}")
         return merged
 
     # -- connections -------------------------------------------------------------------------
@@ -194,7 +194,7 @@ class Runner:
                 session.open_deferred(lambda reply: self._late_facts(hr, reply))
                 return TaskResult(hr.name, shown_as, "setup", OK, "", duration=time.monotonic() - t0)
             reply = session.start({"op": "facts"})
-        except (TemplateError, UserError) as exc:  # UserError: fake facts outside check mode, or unreadable
+        except (TaskFailed, UserError) as exc:  # UserError: fake facts outside check mode, or unreadable
             return TaskResult(hr.name, shown_as, "setup", FAILED, str(exc), duration=time.monotonic() - t0)
         except (Unreachable, ConnectionSettingError) as exc:
             hr.unreachable = True
@@ -353,7 +353,7 @@ class Runner:
             return name
         try:
             return str(self.templar.render(name, self.task_runner.variables(self.hosts[host], task)))
-        except TemplateError:
+        except TaskFailed:
             return name
 
     def _advance(self, name: str, prog: HostProgram, result: TaskResult | None, pending: dict[str, Task],
@@ -475,7 +475,7 @@ class Runner:
             if what == "clear_facts":
                 hr.host_facts.clear()
             return True
-        raise TemplateError(f"unknown meta action {what!r}")
+        raise TaskFailed(f"unknown meta action {what!r}")
 
     def _flush_handlers(self, hr: HostRun, play: Play, force: bool = False) -> Generator[Task, TaskResult, bool]:
         if hr.failed and not force:

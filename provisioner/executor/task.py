@@ -15,7 +15,7 @@ from typing import Any
 
 from provisioner.actions import ActionSpec, lookup_action
 from provisioner.connection.base import Unreachable
-from provisioner.errors import TemplateError, UserError
+from provisioner.errors import TaskFailed, UserError
 from provisioner.executor.context import HostRun, RunContext
 from provisioner.executor.results import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, Include, TaskResult
 from provisioner.load.playbook import Task, selected_by_tags
@@ -74,7 +74,7 @@ class ActionContext:
     def run_module(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         spec = lookup_action(name)
         if spec is None or spec.host_module is None:
-            raise TemplateError(f"no host module {name!r}")
+            raise TaskFailed(f"no host module {name!r}")
         return self._tasks.call_module(self.hr, spec, args, self.check, self.diff, self.env, self.become,
                                        self.session)
 
@@ -84,7 +84,7 @@ class ActionContext:
         if p.is_absolute():
             if p.exists():
                 return p
-            raise TemplateError(f"file not found: {name}")
+            raise TaskFailed(f"file not found: {name}")
         dirs: list[Path] = []
         if self.task.role:
             dirs += [self.task.role.path / kind, self.task.role.path, self.task.role.path / "tasks"]
@@ -92,7 +92,7 @@ class ActionContext:
         for d in dirs:
             if (d / name).exists():
                 return d / name
-        raise TemplateError(f"could not find {name!r} in {', '.join(str(d) for d in dirs[:3])}...")
+        raise TaskFailed(f"could not find {name!r} in {', '.join(str(d) for d in dirs[:3])}...")
 
     def put(self, data: bytes, path: str, mode: Any = None) -> dict[str, Any]:
         assert self.hr.session is not None
@@ -140,7 +140,7 @@ class TaskRunner:
         except Unreachable as exc:
             hr.unreachable = True
             result = self._result(hr, task, UNREACHABLE, str(exc), {})
-        except (TemplateError, UserError) as exc:
+        except (TaskFailed, UserError) as exc:
             result = self._result(hr, task, FAILED, f"{exc} (task at {task.pos})", {})
             result = self._maybe_ignore(hr, task, result)
         except Exception as exc:  # a bug in an action: this host fails, the run goes on
@@ -262,7 +262,7 @@ class TaskRunner:
         value = self.context.templar.render(task.loop, variables)
         if task.loop_kind == "with_dict":
             if not isinstance(value, Mapping):
-                raise TemplateError(f"with_dict needs a mapping, got {type(value).__name__}")
+                raise TaskFailed(f"with_dict needs a mapping, got {type(value).__name__}")
             return [{"key": k, "value": v} for k, v in value.items()]
         if task.loop_kind == "with_sequence":
             parts = dict(p.split("=") for p in str(value).split()) if "=" in str(value) else {"end": value}
@@ -276,7 +276,7 @@ class TaskRunner:
         if isinstance(value, str) and task.loop_kind == "with_items":
             return [value]
         if not isinstance(value, list):
-            raise TemplateError(f"`{task.loop_kind}` needs a list, got {type(value).__name__}: {str(value)[:80]!r}")
+            raise TaskFailed(f"`{task.loop_kind}` needs a list, got {type(value).__name__}: {str(value)[:80]!r}")
         if task.loop_kind == "with_items":
             flat: list[Any] = []
             for v in value:
@@ -345,7 +345,7 @@ class TaskRunner:
         for layer in task.environment:
             rendered = templar.render(layer.get("__template__", layer), variables)
             if not isinstance(rendered, Mapping):
-                raise TemplateError("`environment` must be a mapping")
+                raise TaskFailed("`environment` must be a mapping")
             env.update({str(k): str(v) for k, v in rendered.items()})
         become = self._become(task, variables)
         session = self._delegate(hr, task, variables)
@@ -399,7 +399,7 @@ class TaskRunner:
             return self.context.local_session()
         other = self.context.hosts.get(target)
         if other is None or other.session is None:
-            raise TemplateError(f"delegate_to: {target!r} is not a connected host of this run")
+            raise TaskFailed(f"delegate_to: {target!r} is not a connected host of this run")
         return other.session
 
     def _become(self, task: Task, variables: LazyVars) -> dict[str, Any] | None:
@@ -448,7 +448,7 @@ class TaskRunner:
             return result
         try:
             ignore = _bool(self.context.templar.render(task.ignore_errors, self.variables(hr, task)))
-        except TemplateError:
+        except TaskFailed:
             ignore = False
         return dataclasses.replace(result, ignored=ignore)
 
