@@ -1,4 +1,5 @@
-"""The one exception type for mistakes in what the user wrote: it names file, line and column."""
+"""The one exception type for mistakes in what the user wrote (it names file, line and column), and the
+one for a task that fails on a host."""
 
 from __future__ import annotations
 
@@ -31,8 +32,10 @@ class UserError(Exception):
         return f"{self.pos}: {self.message}" if self.pos else self.message
 
 
-class TemplateError(Exception):
-    """A template could not be rendered (undefined variable, bad filter): fails the task on that host."""
+class TaskFailed(Exception):
+    """A task cannot be done on this host: a template or lookup failed (undefined variable, bad filter), a
+    local file is missing, a value has the wrong shape... That task fails on that host (ignore_errors may
+    ignore it) and the run goes on. Not a UserError (the run stops before it starts) nor a bug."""
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import TemplateError, did_you_mean
+from provisioner.errors import TaskFailed, did_you_mean
 
 Lookup = Callable[["LookupContext", list[Any], dict[str, Any]], list[Any]]
 
@@ -30,7 +30,7 @@ class LookupContext:
     def _get(self, name: str) -> Any:
         try:
             return self.variables.get(name)
-        except TemplateError:
+        except TaskFailed:
             return None
 
     @property
@@ -68,11 +68,11 @@ def _file(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[Any]
     for t in _flat(terms):
         path = ctx.find("files", str(t))
         if path is None:
-            raise TemplateError(f"lookup('file'): could not find {t!r} (searched {_shown(ctx, 'files')})")
+            raise TaskFailed(f"lookup('file'): could not find {t!r} (searched {_shown(ctx, 'files')})")
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise TemplateError(f"lookup('file'): cannot read {path}: {exc.strerror}") from None
+            raise TaskFailed(f"lookup('file'): cannot read {path}: {exc.strerror}") from None
         if kw.get("lstrip"):
             text = text.lstrip()
         out.append(text.rstrip() if kw.get("rstrip", True) else text)
@@ -123,7 +123,7 @@ def _first_found(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> li
             return [str(found)]
     if kw.get("skip"):
         return []
-    raise TemplateError(f"lookup('first_found'): none of {candidates} was found")
+    raise TaskFailed(f"lookup('first_found'): none of {candidates} was found")
 
 
 def _items(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[Any]:
@@ -135,7 +135,7 @@ def _shell_lines(name: str, ctx: LookupContext, terms: list[Any]) -> list[str]:
     for t in _flat(terms):
         proc = subprocess.run(str(t), shell=True, cwd=ctx.basedir, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise TemplateError(f"lookup('{name}'): {t!r} returned {proc.returncode}: {proc.stderr.strip()[:200]}")
+            raise TaskFailed(f"lookup('{name}'): {t!r} returned {proc.returncode}: {proc.stderr.strip()[:200]}")
         out.append(proc.stdout)
     return out
 
@@ -157,7 +157,7 @@ def _vars(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[Any]
         elif "default" in kw:
             out.append(kw["default"])
         else:
-            raise TemplateError(f"lookup('vars'): no variable named {name!r}"
+            raise TaskFailed(f"lookup('vars'): no variable named {name!r}"
                                 f"{did_you_mean(name, set(ctx.variables))}")
     return out
 
@@ -166,7 +166,7 @@ def _dict(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[Any]
     out: list[Any] = []
     for t in terms:
         if not isinstance(t, Mapping):
-            raise TemplateError(f"lookup('dict') needs a mapping, got {type(t).__name__}")
+            raise TaskFailed(f"lookup('dict') needs a mapping, got {type(t).__name__}")
         out.extend({"key": k, "value": v} for k, v in t.items())
     return out
 
@@ -179,7 +179,7 @@ def _template(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[
     for t in _flat(terms):
         path = ctx.find("templates", str(t))
         if path is None:
-            raise TemplateError(f"lookup('template'): could not find {t!r} (searched {_shown(ctx, 'templates')})")
+            raise TaskFailed(f"lookup('template'): could not find {t!r} (searched {_shown(ctx, 'templates')})")
         tmpl = file_template(path.read_text(encoding="utf-8"), bool(kw.get("trim_blocks", True)),
                              bool(kw.get("lstrip_blocks", False)))
         variables: Mapping[str, Any] = ctx.variables
@@ -217,7 +217,7 @@ def _nested(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[An
 
     lists = [_iterable(t) for t in terms]
     if not lists:
-        raise TemplateError("with_nested/lookup('nested') needs at least one list")
+        raise TaskFailed("with_nested/lookup('nested') needs at least one list")
     return [list(combo) for combo in itertools.product(*lists)]
 
 
@@ -234,7 +234,7 @@ def _indexed_items(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> 
 
 def _subelements(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[Any]:
     if len(terms) not in (2, 3) or not isinstance(terms[1], str):
-        raise TemplateError("subelements needs a list (or dict) of items, a key, and optionally {skip_missing: true}")
+        raise TaskFailed("subelements needs a list (or dict) of items, a key, and optionally {skip_missing: true}")
     flags = terms[2] if len(terms) == 3 and isinstance(terms[2], Mapping) else {}
     return subelements(terms[0], terms[1], bool(flags.get("skip_missing")))
 
@@ -247,19 +247,19 @@ def subelements(items: Any, key: str, skip_missing: bool = False) -> list[Any]:
     out: list[Any] = []
     for parent in items:
         if not isinstance(parent, Mapping):
-            raise TemplateError(f"subelements: {parent!r} is not a mapping")
+            raise TaskFailed(f"subelements: {parent!r} is not a mapping")
         node: Any = parent
         for part in key.split("."):
             if not isinstance(node, Mapping) or part not in node:
                 if skip_missing:
                     node = None
                     break
-                raise TemplateError(f"could not find {key!r} key in iterated item {dict(parent)!r}")
+                raise TaskFailed(f"could not find {key!r} key in iterated item {dict(parent)!r}")
             node = node[part]
         if node is None:
             continue
         if not isinstance(node, list):
-            raise TemplateError(f"the key {key!r} should point to a list, got {node!r}")
+            raise TaskFailed(f"the key {key!r} should point to a list, got {node!r}")
         out.extend([parent, child] for child in node)
     return out
 
@@ -278,15 +278,15 @@ def _password(ctx: LookupContext, terms: list[Any], kw: dict[str, Any]) -> list[
         for part in rest.split():
             key, sep, value = part.partition("=")
             if not sep:
-                raise TemplateError(f"lookup('password'): unrecognized value {part!r} after the path")
+                raise TaskFailed(f"lookup('password'): unrecognized value {part!r} after the path")
             params[key] = value
         params.update(kw)
         unknown = sorted(set(params) - set(PASSWORD_PARAMS))
         if unknown:
-            raise TemplateError(f"lookup('password'): unrecognized parameter(s) {', '.join(unknown)} "
+            raise TaskFailed(f"lookup('password'): unrecognized parameter(s) {', '.join(unknown)} "
                                 f"(known: {', '.join(PASSWORD_PARAMS)})")
         if params.get("encrypt") or params.get("ident"):
-            raise TemplateError("lookup('password'): encrypt/ident are not supported here; take the plain "
+            raise TaskFailed("lookup('password'): encrypt/ident are not supported here; take the plain "
                                 "password (the file keeps it in clear, as Ansible's does) and hash it where needed")
         length = int(params.get("length", 20))
         chars = _password_chars(params.get("chars", ["ascii_letters", "digits", ".,:-_"]))
@@ -336,13 +336,13 @@ def run_lookup(ctx: LookupContext, name: str, terms: tuple[Any, ...], kw: dict[s
             short = short[len(prefix):]
     plugin = LOOKUPS.get(short)
     if plugin is None:
-        raise TemplateError(f"unknown lookup plugin {name!r}{did_you_mean(short, set(LOOKUPS))} "
+        raise TaskFailed(f"unknown lookup plugin {name!r}{did_you_mean(short, set(LOOKUPS))} "
                             f"(known: {', '.join(sorted(LOOKUPS))})")
     wantlist = bool(kw.pop("wantlist", False))
     errors = kw.pop("errors", "strict")
     try:
         values = plugin(ctx, list(terms), kw)
-    except TemplateError:
+    except TaskFailed:
         if errors in ("warn", "ignore"):
             return [] if wantlist else None
         raise

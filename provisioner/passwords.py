@@ -12,7 +12,7 @@ import secrets
 from functools import lru_cache
 from typing import Any
 
-from provisioner.errors import TemplateError
+from provisioner.errors import TaskFailed
 
 _ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SCHEMES = {"sha512": ("6", "sha512"), "sha512_crypt": ("6", "sha512"),
@@ -102,9 +102,9 @@ def password_hash(password: Any, hashtype: str = "sha512", salt: str | None = No
     """Ansible's `password_hash` for the SHA-crypt schemes; a random salt unless one is given."""
     scheme = _SCHEMES.get(str(hashtype))
     if scheme is None:
-        raise TemplateError(f"password_hash: {hashtype!r} is not supported here (supported: sha512, sha256)")
+        raise TaskFailed(f"password_hash: {hashtype!r} is not supported here (supported: sha512, sha256)")
     if salt is None:
         salt = "".join(secrets.choice(_ALPHABET) for _ in range(int(salt_size or 16)))
     elif any(ch not in _ALPHABET for ch in str(salt)):
-        raise TemplateError("password_hash: the salt may hold only the characters ./0-9A-Za-z")
+        raise TaskFailed("password_hash: the salt may hold only the characters ./0-9A-Za-z")
     return _hash(str(password), str(salt), scheme[1], int(rounds) if rounds else ANSIBLE_ROUNDS[scheme[1]])

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from provisioner import compat
 from provisioner.actions.gpu_preflight import plan_for
-from provisioner.errors import TemplateError, UserError
+from provisioner.errors import TaskFailed, UserError
 from provisioner.executor.context import HostRun
 from provisioner.executor.fake_facts import FAKE_FACTS_VAR, fake_facts
 from provisioner.executor.run import Runner
@@ -73,8 +73,8 @@ def plans_gpu(play: Play) -> bool:
 def host_plan(runner: Runner, play: Play, hr: HostRun) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """(facts, plan, refusals) for one connected host, with the variables the play gives it."""
     def variables() -> LazyVars:
-        return LazyVars([*runner.base_layers(hr, play), *(r.params for r in play.roles),
-                         runner.options.extra_vars], runner.templar)
+        layers = runner.base_layers(hr, play).set("role_params", *(r.params for r in play.roles))
+        return LazyVars(layers.stack(), runner.templar)
 
     try:
         # another OS's facts stand in for this host's (what-if plans; play vars and -e included)
@@ -82,7 +82,7 @@ def host_plan(runner: Runner, play: Play, hr: HostRun) -> tuple[dict[str, Any], 
         if fake is not None:
             hr.facts = fake
         plan = plan_for(dict(hr.facts), variables())
-    except (compat.RequestError, compat.MatrixError, TemplateError, UserError, OSError, ValueError) as exc:
+    except (compat.RequestError, compat.MatrixError, TaskFailed, UserError, OSError, ValueError) as exc:
         return dict(hr.facts), {}, [str(exc)]
     return dict(hr.facts), plan, list(plan["refusals"])
 

@@ -25,7 +25,7 @@ import jinja2.runtime
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from provisioner.errors import TemplateError, did_you_mean
+from provisioner.errors import TaskFailed, did_you_mean
 from provisioner.load.yamlsrc import UnsafeStr
 
 
@@ -71,7 +71,7 @@ def version_compare(value: Any, other: Any, op: str = "eq", strict: bool = False
     ops = {"eq": "==", "==": "==", "ne": "!=", "!=": "!=", "<>": "!=", "lt": "<", "<": "<",
            "le": "<=", "<=": "<=", "gt": ">", ">": ">", "ge": ">=", ">=": ">="}
     if op not in ops:
-        raise TemplateError(f"version test: unknown operator {op!r}")
+        raise TaskFailed(f"version test: unknown operator {op!r}")
     a, b = _version_key(value), _version_key(other)
     # pad with zeros so 12.4 == 12.4.0
     n = max(len(a), len(b))
@@ -143,7 +143,7 @@ def _flatten(value: Any, levels: int | None = None) -> list[Any]:
 
 def _mandatory(value: Any, msg: str | None = None) -> Any:
     if isinstance(value, jinja2.Undefined):
-        raise TemplateError(msg or "mandatory variable is not defined")
+        raise TaskFailed(msg or "mandatory variable is not defined")
     return value
 
 
@@ -346,7 +346,7 @@ class LazyVars(Mapping[str, Any]):
         elif isinstance(value, Mapping) and not isinstance(value, dict):
             value = _Watched(value, self)  # hostvars: a secret read through it is read by this task
         if key in self._resolving:
-            raise TemplateError(f"variable {key!r} refers to itself")
+            raise TaskFailed(f"variable {key!r} refers to itself")
         self._resolving.add(key)
         try:
             value = self._templar.render(value, self)
@@ -461,7 +461,7 @@ class Templar:
         if isinstance(result, jinja2.Undefined):
             name = getattr(result, "_undefined_name", None)
             what = f"'{name}'" if name else "value"
-            raise TemplateError(f"undefined variable: {what} in {expr.strip()!r}")
+            raise TaskFailed(f"undefined variable: {what} in {expr.strip()!r}")
         return result
 
     def condition(self, expr: Any, variables: Mapping[str, Any]) -> bool:
@@ -481,13 +481,13 @@ class Templar:
         if value is None or isinstance(value, (int, float)):
             return bool(value)
         # as Ansible 2.19 does: a string or a list is no answer to "when"
-        raise TemplateError(f"conditional {text!r} gave {type(value).__name__} {str(value)[:60]!r}, not true or "
+        raise TaskFailed(f"conditional {text!r} gave {type(value).__name__} {str(value)[:60]!r}, not true or "
                             "false: compare it (== ...), or test it (is defined, | length > 0)")
 
     @staticmethod
     def _native(value: Any) -> Any:
         if isinstance(value, jinja2.Undefined):
-            raise TemplateError("undefined value")
+            raise TaskFailed("undefined value")
         if isinstance(value, (LazyVars, _Watched)):
             return dict(value)
         return value
@@ -499,14 +499,14 @@ _USER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, KeyError, Attribute
 def _template_error(exc: Exception, source: str) -> Exception:
     """The sentence for what went wrong in a template; a bug elsewhere keeps its own exception."""
     where = f"in {source.strip()!r}"
-    if isinstance(exc, TemplateError):
+    if isinstance(exc, TaskFailed):
         return exc
     if isinstance(exc, jinja2.UndefinedError):
-        return TemplateError(f"undefined variable: {_undefined_msg(exc)} {where}")
+        return TaskFailed(f"undefined variable: {_undefined_msg(exc)} {where}")
     if isinstance(exc, jinja2.TemplateSyntaxError):
-        return TemplateError(f"template syntax error: {exc.message} {where}")
+        return TaskFailed(f"template syntax error: {exc.message} {where}")
     if isinstance(exc, _USER_ERRORS):
-        return TemplateError(f"template error: {exc.__class__.__name__}: {exc} {where}")
+        return TaskFailed(f"template error: {exc.__class__.__name__}: {exc} {where}")
     return exc
 
 
@@ -529,11 +529,11 @@ def referenced_names(source: str, expression: bool = False) -> frozenset[str]:
     try:
         ast = env.parse(text)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message} in {source.strip()!r}") from None
+        raise TaskFailed(f"template syntax error: {exc.message} in {source.strip()!r}") from None
     for node in ast.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):
         kind, known = ("filter", env.filters) if isinstance(node, jinja2.nodes.Filter) else ("test", env.tests)
         if node.name not in known:
-            raise TemplateError(f"unknown {kind} {node.name!r}{did_you_mean(node.name, known)} in {source.strip()!r}")
+            raise TaskFailed(f"unknown {kind} {node.name!r}{did_you_mean(node.name, known)} in {source.strip()!r}")
     declared = {n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")}
     guarded: set[int] = set()
     for node in ast.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner.validate import alias
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 NAME = "assert"
 
@@ -18,7 +21,7 @@ class ARGS:
     quiet: bool = False
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     conditions = args.that if isinstance(args.that, list) else [args.that]
     for cond in conditions:
         if not ctx.templar.condition(cond, ctx.vars):

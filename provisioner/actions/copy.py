@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from provisioner.errors import TemplateError
+from provisioner.errors import TaskFailed
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 WRAPS = "copy"
 ARGS = None
 
 
-def run(args: dict[str, Any], ctx: Any) -> dict[str, Any]:
+def run(args: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     args = dict(args)
     if args.get("src") and not args.get("remote_src"):
         path = ctx.find_file("files", str(args["src"]))
         if path.is_dir():
-            raise TemplateError(f"copy: {path} is a directory; copying directories is not supported, "
+            raise TaskFailed(f"copy: {path} is a directory; copying directories is not supported, "
                                 "use unarchive or a loop over files")
         dest = str(args.get("dest", ""))
         if dest.endswith("/"):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 
 @dataclass
@@ -13,7 +16,7 @@ class ARGS:
     verbosity: int = 0
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     if args.var is not None:
         value = ctx.templar.render("{{ " + args.var + " }}", ctx.vars)
         return {"changed": False, args.var: value}

@@ -10,9 +10,12 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from provisioner.errors import TemplateError
+from provisioner.errors import TaskFailed
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 
 @dataclass
@@ -24,10 +27,10 @@ class ARGS:
     validate_checksum: bool = True
 
 
-def local_dest(args: ARGS, ctx: Any) -> Path:
+def local_dest(args: ARGS, ctx: ActionContext) -> Path:
     dest = os.path.expanduser(args.dest)
     if not os.path.isabs(dest):
-        dest = str(ctx.runner.playbook.path.parent / dest)  # Ansible: relative to the playbook
+        dest = str(ctx.playbook_dir / dest)  # Ansible: relative to the playbook
     if args.flat:
         return Path(dest + os.path.basename(args.src) if dest.endswith("/") else dest)
     return Path(os.path.normpath(os.path.join(dest, ctx.host_name, args.src.lstrip("/"))))
@@ -50,7 +53,7 @@ def _missing(msg: str, args: ARGS) -> dict[str, Any]:
     return {"changed": False, "msg": msg + ", not transferring, ignored", "file": args.src}
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     if ctx.check:  # as ansible-core 2.19's fetch
         return {"changed": False, "skipped": True, "msg": "fetch is skipped in check mode"}
     dest = local_dest(args, ctx)
@@ -66,7 +69,7 @@ def run(args: ARGS, ctx: Any) -> dict[str, Any]:
         return _missing("no read permission on remote file", args)
     remote_sum = info.get("checksum")
     if dest.is_dir():
-        raise TemplateError(f"fetch: dest {dest} is an existing directory; use a trailing slash with flat: yes "
+        raise TaskFailed(f"fetch: dest {dest} is an existing directory; use a trailing slash with flat: yes "
                             "or another dest")
     local_sum = _sha1(dest)
     if local_sum == remote_sum:

@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner import compat
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 # The request keys compat.plan_host understands, and the role variable each one comes from.
 REQUEST_VARS = {
@@ -134,12 +137,12 @@ def summary(plan: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     overrides = {k: v for k, v in asdict(args).items() if v is not None}
     if "cuda_version" in overrides:     # an explicit version here is the default toolkit, alone
         overrides.setdefault("cuda_default_version", overrides["cuda_version"])
         overrides.setdefault("cuda_versions", [])
-    variables = ChainMap(overrides, ctx.vars)
+    variables = ChainMap(overrides, ctx.vars)  # type: ignore[arg-type]  # only read: a Mapping will do
     try:
         plan = plan_for(dict(ctx.hr.facts), variables)
     except (compat.RequestError, compat.MatrixError) as exc:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from provisioner.errors import TemplateError
+from provisioner.errors import TaskFailed
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 FREE_FORM = "file"
 
@@ -20,7 +23,7 @@ class ARGS:
     ignore_unknown_extensions: bool = False
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     files: list[Path] = []
     if args.file:
         files.append(ctx.find_file("vars", args.file))
@@ -28,13 +31,13 @@ def run(args: ARGS, ctx: Any) -> dict[str, Any]:
         d = ctx.find_file("vars", args.dir)
         files.extend(sorted(p for p in d.iterdir() if p.suffix in (".yml", ".yaml", ".json")))
     else:
-        raise TemplateError("include_vars needs a file or dir")
+        raise TaskFailed("include_vars needs a file or dir")
     loaded: dict[str, Any] = {}
     secret = False
     for f in files:
-        data = ctx.runner.vars_file(f) or {}  # parsed once per run, for all hosts
+        data = ctx.vars_file(f) or {}  # parsed once per run, for all hosts
         if not isinstance(data, dict):
-            raise TemplateError(f"{f}: a vars file must be a mapping")
+            raise TaskFailed(f"{f}: a vars file must be a mapping")
         loaded.update(data)
         secret = secret or getattr(data, "holds_secret", False)
     facts = {args.name: loaded} if args.name else loaded

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import UserError
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 FREE_FORM = "_raw_params"
 ARGS = None
@@ -18,5 +21,5 @@ def check(task: Any, loader: Any) -> None:
         raise UserError(f"unknown meta action {what!r}: expected one of {', '.join(sorted(KNOWN))}", task.pos)
 
 
-def run(args: Any, ctx: Any) -> dict[str, Any]:
+def run(args: Any, ctx: ActionContext) -> dict[str, Any]:
     return {"changed": False}

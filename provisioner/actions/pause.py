@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 
 @dataclass
@@ -15,7 +18,7 @@ class ARGS:
     echo: bool = True
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     total = args.seconds + 60 * args.minutes
     if not ctx.check:
         time.sleep(total)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from provisioner.modules import canonical_name
 
 if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
     from provisioner.load.playbook import Node, Play
 
 FREE_FORM = "cmd"
@@ -56,10 +57,11 @@ def command_line(args: ARGS, become: dict[str, Any] | None, login_user: str) -> 
     return line, (password + "\n").encode() if password else b""
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     if ctx.check:
         return {"changed": False, "skipped": True, "msg": "raw is not run in check mode"}
     session = ctx.session or ctx.hr.session
+    assert session is not None  # a task runs on a connected host
     login = getattr(session.connection, "user", None) or getpass.getuser()
     line, stdin = command_line(args, ctx.become, login)
     # A terminal, as Ansible's ssh -tt: stderr within stdout, lines ending in \r\n. Not when a sudo

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner.connection.base import Unreachable
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 
 @dataclass
@@ -21,7 +24,7 @@ class ARGS:
     boot_time_command: str = "cat /proc/sys/kernel/random/boot_id"
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     if ctx.check:
         return {"changed": True, "rebooted": False, "msg": "would reboot"}
     before = ctx.run_module("command", {"cmd": args.boot_time_command}).get("stdout", "").strip()
@@ -29,14 +32,13 @@ def run(args: ARGS, ctx: Any) -> dict[str, Any]:
     # detach, so the reply gets back before the connection drops
     ctx.run_module("shell", {"cmd": f"(sleep 1; {command} || systemctl reboot || reboot) >/dev/null 2>&1 &"})
     t0 = time.monotonic()
-    runner = ctx.runner
     if ctx.hr.session is not None:
         ctx.hr.session.close()
         ctx.hr.session = None
     time.sleep(2)
     last = ""
     while time.monotonic() - t0 < args.reboot_timeout:
-        result = runner.connect(ctx.hr)
+        result = ctx.connect()
         ctx.hr.unreachable = False
         if result.status == "ok":
             try:

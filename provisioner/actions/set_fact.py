@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import UserError
 from provisioner.template import mark_unsafe
 from provisioner.validate import EXTRAS
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 
 @dataclass
@@ -24,7 +27,7 @@ def check(task: Any, loader: Any) -> None:
             raise UserError(f"set_fact: {key!r} is not a valid variable name", task.pos)
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     # the values are already rendered: whatever still looks like Jinja came from data (a host's
     # output, a file) and is never rendered again
     facts = mark_unsafe(dict(args.facts))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from provisioner.errors import TemplateError
+from provisioner.errors import TaskFailed
 from provisioner.validate import alias
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 
 @dataclass
@@ -26,12 +29,12 @@ class ARGS:
     output_encoding: str = "utf-8"
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     path = ctx.find_file("templates", args.src)
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"cannot read template {path}: {exc}") from None
+        raise TaskFailed(f"cannot read template {path}: {exc}") from None
     from provisioner.template import LazyVars, file_template, render_compiled
     layer = {"template_path": str(path), "template_fullpath": str(path.resolve()),
              "template_destpath": args.dest, "template_host": ctx.host_name,
@@ -39,15 +42,15 @@ def run(args: ARGS, ctx: Any) -> dict[str, Any]:
     variables = LazyVars([ctx.vars, layer], ctx.templar)
     try:
         text = render_compiled(file_template(source, args.trim_blocks, args.lstrip_blocks), variables)
-    except TemplateError as exc:
-        raise TemplateError(f"{args.src}: {exc}") from None
+    except TaskFailed as exc:
+        raise TaskFailed(f"{args.src}: {exc}") from None
     except Exception as exc:
         import jinja2
         if isinstance(exc, jinja2.UndefinedError):
-            raise TemplateError(f"{args.src}: undefined variable: {exc.message}") from None
+            raise TaskFailed(f"{args.src}: undefined variable: {exc.message}") from None
         if isinstance(exc, jinja2.TemplateSyntaxError):
-            raise TemplateError(f"{path}:{exc.lineno}: template syntax error: {exc.message}") from None
-        raise TemplateError(f"{args.src}: {type(exc).__name__}: {exc}") from None
+            raise TaskFailed(f"{path}:{exc.lineno}: template syntax error: {exc.message}") from None
+        raise TaskFailed(f"{args.src}: {type(exc).__name__}: {exc}") from None
     if args.newline_sequence != "\n":
         text = text.replace("\n", args.newline_sequence)
     copy_args: dict[str, Any] = {"dest": args.dest, "content_b64": base64.b64encode(

@@ -10,7 +10,10 @@ import hashlib
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 WRAPS = "unarchive"
 ARGS = None
@@ -18,7 +21,7 @@ CACHE_DIR = "/var/tmp/provision-cache"
 _HASHING = threading.Lock()  # the hosts of a step ask at once: one of them hashes, the others wait for it
 
 
-def run(args: dict[str, Any], ctx: Any) -> dict[str, Any]:
+def run(args: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     args = dict(args)
     if args.get("remote_src") or "://" in str(args.get("src", "")):
         return ctx.run_module("unarchive", args)

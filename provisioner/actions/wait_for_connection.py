@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from provisioner.executor.task import ActionContext
 
 
 @dataclass
@@ -15,7 +18,7 @@ class ARGS:
     connect_timeout: float = 5
 
 
-def run(args: ARGS, ctx: Any) -> dict[str, Any]:
+def run(args: ARGS, ctx: ActionContext) -> dict[str, Any]:
     time.sleep(args.delay)
     t0 = time.monotonic()
     last = ""
@@ -27,7 +30,7 @@ def run(args: ARGS, ctx: Any) -> dict[str, Any]:
             except Exception as exc:
                 last = str(exc)
                 ctx.hr.session = None
-        result = ctx.runner.connect(ctx.hr)
+        result = ctx.connect()
         ctx.hr.unreachable = False
         last = result.msg or last
         time.sleep(args.sleep)

@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from provisioner.connection.agent_client import AgentSession
 from provisioner.executor.results import HostStats
 from provisioner.load.inventory import Host, Inventory
+
+if TYPE_CHECKING:
+    from provisioner.executor.layers import VarLayers
+    from provisioner.executor.results import TaskResult
+    from provisioner.load.playbook import Loader, Play
+    from provisioner.template import Templar
 
 
 @dataclass
@@ -58,6 +64,46 @@ class HostRun:
         return self.host.name
 
 
+class RunContext(Protocol):
+    """What a task (executor/task.py) and, through its ActionContext, a controller action may use of
+    the run they belong to. Runner implements it; the rest of the Runner (output, the worker pool,
+    the strategy, the connections) is not theirs to touch."""
+
+    @property
+    def templar(self) -> Templar: ...
+
+    @property
+    def options(self) -> RunOptions: ...
+
+    @property
+    def loader(self) -> Loader: ...  # dynamic includes load their task files
+
+    @property
+    def play(self) -> Play | None: ...  # the play running now: its roles and handlers
+
+    @property
+    def hosts(self) -> Mapping[str, HostRun]: ...  # run_once shares a result, delegate_to a session
+
+    @property
+    def playbook_dir(self) -> Path: ...  # where relative local files are looked for
+
+    def base_layers(self, hr: HostRun, play: Play | None) -> VarLayers:
+        """The host's variable layers in the play, by name; a task adds its own by name."""
+        ...
+
+    def vars_file(self, path: Path) -> Any:
+        """A YAML vars file's data, parsed once per run."""
+        ...
+
+    def connect(self, hr: HostRun) -> TaskResult:
+        """(Re)connect to the host and start its agent (reboot, wait_for_connection)."""
+        ...
+
+    def local_session(self) -> AgentSession:
+        """The controller itself, for `delegate_to: localhost`."""
+        ...
+
+
 class HostVars(Mapping[str, Any]):
     """`hostvars[name]`: another host's variables, resolved when read."""
 
@@ -83,4 +129,4 @@ def fact_vars(facts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["HostRun", "HostVars", "Inventory", "RunOptions", "fact_vars"]
+__all__ = ["HostRun", "HostVars", "Inventory", "RunContext", "RunOptions", "fact_vars"]

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from provisioner.load.playbook import Node
 
 OK, CHANGED, FAILED, SKIPPED, UNREACHABLE = "ok", "changed", "failed", "skipped", "unreachable"
 CENSORED = "the output has been hidden due to 'no_log: true' for this result"
+
+
+@dataclass(frozen=True)
+class Include:
+    """Tasks that an include (include_tasks, include_role) brought in for a host: the host runs them
+    next, with `params` (the include's parameters, a loop item) among its variables meanwhile."""
+
+    nodes: list[Node]
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -23,6 +35,7 @@ class TaskResult:
     no_log: bool = False
     position: str = ""
     handler: bool = False
+    includes: tuple[Include, ...] = ()  # one per included file (per loop item), in order
 
     @property
     def failed(self) -> bool:
@@ -32,7 +45,7 @@ class TaskResult:
         """The result as it may be shown or written: no_log results are censored."""
         if self.no_log:
             return {"censored": CENSORED, "changed": self.status == CHANGED}
-        return {k: v for k, v in self.data.items() if not k.startswith("_include")}
+        return dict(self.data)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -23,9 +23,10 @@ from provisioner.connection.agent_client import AgentSession
 from provisioner.connection.base import Unreachable
 from provisioner.connection.factory import ConnectionFactory, ConnectionSettingError
 from provisioner.connection.local import LocalConnection
-from provisioner.errors import TemplateError, UserError
+from provisioner.errors import TaskFailed, UserError
 from provisioner.executor.context import HostRun, HostVars, RunOptions, fact_vars
 from provisioner.executor.fake_facts import FAKE_FACTS_VAR, fake_facts
+from provisioner.executor.layers import VarLayers
 from provisioner.executor.results import FAILED, OK, SKIPPED, UNREACHABLE, TaskResult
 from provisioner.executor.task import TaskRunner
 from provisioner.load.inventory import Inventory
@@ -68,24 +69,30 @@ class Runner:
         self.connections = ConnectionFactory(options)
         self._layer_cache: dict[tuple[Any, ...], Any] = {}
 
+    @property
+    def playbook_dir(self) -> Path:
+        return self.playbook.path.parent
+
     # -- variables -----------------------------------------------------------------------
-    def base_layers(self, hr: HostRun, play: Play | None) -> list[Mapping[str, Any]]:
-        """Variable layers for a host, lowest precedence first (see README: Variable precedence)."""
-        layers: list[Mapping[str, Any]] = []
-        roles = play.roles if play else []
-        for role in roles:
-            layers.append(role.defaults)
-        layers.append(self._inventory_layer(hr))
-        layers.append(self._facts_layer(hr))
-        if play:
-            layers.append(play.vars)
-            layers.append(self._cached(("vars_files", hr.name, id(play)), lambda: self._vars_files(play, hr)))
-            for role in roles:
-                layers.append(role.vars)
-        layers.append(hr.host_facts)
-        layers.append(hr.registered)
-        layers.append(self._magic_layer(hr, play))
-        return layers
+    def base_layers(self, hr: HostRun, play: Play | None) -> VarLayers:
+        """A host's variable layers in a play, by name (executor/layers.py orders them): everything but
+        what a task adds (its role's, its blocks' and its own vars, a loop item). A new builder each
+        call, from one kept per host and play: the no-op path asks for it per host per task."""
+        live = self.hosts.get(hr.name) is hr  # not a passing HostRun of variables_for (hostvars)
+        key = ("layers", id(hr), id(play), id(hr.facts), id(self.play_hosts))
+        kept = self._layer_cache.get(key) if live else None
+        if kept is None:
+            kept = VarLayers().set("inventory", self._inventory_layer(hr)).set("facts", self._facts_layer(hr))
+            kept.set("host_facts", hr.host_facts).set("registered", hr.registered)
+            kept.set("magic", self._magic_layer(hr, play)).set("extra_vars", self.options.extra_vars)
+            if play:
+                kept.set("role_defaults", *(r.defaults for r in play.roles)).set("play_vars", play.vars)
+                kept.set("vars_files", self._cached(("vars_files", hr.name, id(play)),
+                                                    lambda: self._vars_files(play, hr)))
+                kept.set("role_vars", *(r.vars for r in play.roles))
+            if live:  # hr, its facts, the play and play_hosts live as long as the entry: their ids hold
+                self._layer_cache[key] = kept
+        return kept.copy()
 
     def _inventory_layer(self, hr: HostRun) -> dict[str, Any]:
         return self._cached(("inventory", hr.name), lambda: self.inventory.host_vars(hr.name))
@@ -120,7 +127,7 @@ class Runner:
 
     def variables_for(self, name: str) -> LazyVars:
         hr = self.hosts.get(name) or HostRun(self.inventory.hosts[name])
-        return LazyVars([*self.base_layers(hr, self.play), self.options.extra_vars], self.templar)
+        return LazyVars(self.base_layers(hr, self.play).stack(), self.templar)
 
     def magic_vars(self, hr: HostRun, play: Play | None) -> dict[str, Any]:
         return {
@@ -144,8 +151,9 @@ class Runner:
         merged: dict[str, Any] = {}
         if not play.vars_files:
             return merged
-        base = LazyVars([self._inventory_layer(hr), self._facts_layer(hr), play.vars, self._magic_layer(hr, play),
-                         self.options.extra_vars], self.templar)
+        layers = VarLayers().set("inventory", self._inventory_layer(hr)).set("facts", self._facts_layer(hr))
+        layers.set("play_vars", play.vars).set("magic", self._magic_layer(hr, play))
+        base = LazyVars(layers.set("extra_vars", self.options.extra_vars).stack(), self.templar)
         for entry in play.vars_files:
             candidates = entry if isinstance(entry, list) else [entry]
             for cand in candidates:
@@ -154,11 +162,11 @@ class Runner:
                 if path.exists():
                     data = self.vars_file(path) or {}
                     if not isinstance(data, dict):
-                        raise TemplateError(f"vars file {path} must be a mapping of variables")
+                        raise TaskFailed(f"vars file {path} must be a mapping of variables")
                     merged.update(data)
                     break
             else:
-                raise TemplateError(f"vars file not found: {candidates}")
+                raise TaskFailed(f"vars file not found: {candidates}")
         return merged
 
     # -- connections -------------------------------------------------------------------------
@@ -186,7 +194,7 @@ class Runner:
                 session.open_deferred(lambda reply: self._late_facts(hr, reply))
                 return TaskResult(hr.name, shown_as, "setup", OK, "", duration=time.monotonic() - t0)
             reply = session.start({"op": "facts"})
-        except (TemplateError, UserError) as exc:  # UserError: fake facts outside check mode, or unreadable
+        except (TaskFailed, UserError) as exc:  # UserError: fake facts outside check mode, or unreadable
             return TaskResult(hr.name, shown_as, "setup", FAILED, str(exc), duration=time.monotonic() - t0)
         except (Unreachable, ConnectionSettingError) as exc:
             hr.unreachable = True
@@ -345,7 +353,7 @@ class Runner:
             return name
         try:
             return str(self.templar.render(name, self.task_runner.variables(self.hosts[host], task)))
-        except TemplateError:
+        except TaskFailed:
             return name
 
     def _advance(self, name: str, prog: HostProgram, result: TaskResult | None, pending: dict[str, Task],
@@ -439,22 +447,20 @@ class Runner:
                 hr.host_facts["ansible_failed_task"] = {"name": node.name or node.action, "action": node.action}
                 hr.host_facts["ansible_failed_result"] = result.public_data()
                 return False
-            included = result.data.get("_include")
-            if included is not None:
-                for nodes_for_item, layer in included:
-                    hr_layer = dict(layer)
-                    for role in {id(t.role): t.role for t in iter_tasks(nodes_for_item) if t.role}:
-                        hr.include_layers[role] = hr_layer
-                    saved = dict(hr.host_facts)
-                    hr.host_facts.update(hr_layer)
-                    ok = yield from self._nodes(hr, nodes_for_item, play)
-                    for k in hr_layer:
-                        if k in saved:
-                            hr.host_facts[k] = saved[k]
-                        else:
-                            hr.host_facts.pop(k, None)
-                    if not ok:
-                        return False
+            for include in result.includes:
+                hr_layer = dict(include.params)
+                for role in {id(t.role): t.role for t in iter_tasks(include.nodes) if t.role}:
+                    hr.include_layers[role] = hr_layer
+                saved = dict(hr.host_facts)
+                hr.host_facts.update(hr_layer)
+                ok = yield from self._nodes(hr, include.nodes, play)
+                for k in hr_layer:
+                    if k in saved:
+                        hr.host_facts[k] = saved[k]
+                    else:
+                        hr.host_facts.pop(k, None)
+                if not ok:
+                    return False
         return True
 
     def _meta(self, hr: HostRun, task: Task, play: Play) -> Generator[Task, TaskResult, bool]:
@@ -469,7 +475,7 @@ class Runner:
             if what == "clear_facts":
                 hr.host_facts.clear()
             return True
-        raise TemplateError(f"unknown meta action {what!r}")
+        raise TaskFailed(f"unknown meta action {what!r}")
 
     def _flush_handlers(self, hr: HostRun, play: Play, force: bool = False) -> Generator[Task, TaskResult, bool]:
         if hr.failed and not force:

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import Position, TemplateError, UserError, did_you_mean
+from provisioner.errors import Position, TaskFailed, UserError, did_you_mean
 from provisioner.executor.context import RunOptions
 from provisioner.load.inventory import Inventory
 from provisioner.load.playbook import MAGIC_VARS, Play, Playbook, Task, check_serial, iter_tasks
@@ -45,7 +45,7 @@ def _render_play_keyword(play: Play, value: Any, key: str, options: RunOptions) 
     templar = Templar()
     try:
         return templar.render(value, LazyVars([play.vars, options.extra_vars], templar))
-    except TemplateError as exc:
+    except TaskFailed as exc:
         raise UserError(f"in `{key}`: {exc}", play.pos) from None
 
 
@@ -170,7 +170,7 @@ def _check_task(task: Task, names: set[str], values: dict[str, Any]) -> None:
     for text, expression in _template_texts(task):
         try:
             used = referenced_names(text, expression=expression)
-        except TemplateError as exc:
+        except TaskFailed as exc:
             raise UserError(f"in task {task.display_name!r}: {exc}", task.pos) from None
         for name in sorted(used - names - local):
             if name.startswith("ansible_"):

@@ -433,6 +433,30 @@ def test_include_tasks_import_tasks_and_loops(project: Project) -> None:
     assert msgs == ["one -", "one -", "two two", "one x", "one y"]
 
 
+def test_an_include_in_a_loop_runs_its_tasks_per_item_and_registers_only_what_it_says(project: Project) -> None:
+    """The included tasks travel back to the strategy as TaskResult.includes, not inside the result:
+    `register` and the report see the include's own fields (msg, include, item) and nothing else."""
+    project.inventory(("h1",))
+    project.write("tasks/one.yml", [{"name": "in one", "debug": {"msg": "one {{ item }}"}}])
+    run = project.apply(playbook("""\
+    - name: include
+      include_tasks: tasks/one.yml
+      loop: [x, y]
+      register: inc
+    - name: show
+      debug: {msg: "{{ inc.results | map('dict2items') | map('map', attribute='key') | map('sort') | list }}"}
+"""))
+    assert run.rc == 0, run.out
+    assert [r["result"]["msg"] for r in run.results("in one")] == ["one x", "one y"]
+    keys = ["ansible_loop_var", "changed", "failed", "include", "item", "msg"]
+    assert run.result("show")["result"]["msg"] == [keys, keys]
+    included = run.result("include")["result"]
+    assert [{k: v for k, v in r.items() if k != "_label"} for r in included["results"]] == [
+        {"changed": False, "msg": "included", "include": "tasks/one.yml", "failed": False, "item": item,
+         "ansible_loop_var": "item"} for item in ("x", "y")]
+    assert not [k for k in included if k.startswith("_")]
+
+
 def test_include_tasks_when_decides_once_import_tasks_when_applies_to_each_task(project: Project) -> None:
     project.inventory(("h1",))
     project.write("tasks/once.yml", [{"set_fact": {"done": True}}, {"name": "second", "debug": {"msg": "2"}}])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.errors import TemplateError
+from provisioner.errors import TaskFailed
 from provisioner.template import LazyVars, Templar
 
 T = Templar()
@@ -75,7 +75,7 @@ def test_password_chars_with_a_literal_comma() -> None:
     ("/dev/null length=5 oops", "unrecognized value 'oops'"),
 ])
 def test_password_refuses_what_it_does_not_do(term: str, message: str) -> None:
-    with pytest.raises(TemplateError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(TaskFailed, match=message.replace("(", r"\(").replace(")", r"\)")):
         render("{{ lookup('password', '%s') }}" % term)
 
 
@@ -97,7 +97,7 @@ def test_file_and_template_search_their_dirs(project: Path) -> None:
     assert render("{{ lookup('template', 't.j2') }}", playbook_dir=str(project), who="ann") == "ann in lab\n"
     assert render("{{ lookup('template', 't.j2', template_vars={'where': 'B12'}) }}",
                   playbook_dir=str(project), who="ann") == "ann in B12\n"
-    with pytest.raises(TemplateError, match=r"could not find 'nope\.j2'"):
+    with pytest.raises(TaskFailed, match=r"could not find 'nope\.j2'"):
         render("{{ lookup('template', 'nope.j2') }}", playbook_dir=str(project))
 
 
@@ -105,11 +105,11 @@ def test_lines_vars_dict_and_the_lookup_shapes(project: Path) -> None:
     assert render("{{ query('lines', 'printf \"a\\nb\\n\"') }}", playbook_dir=str(project)) == ["a", "b"]
     assert render("{{ lookup('lines', 'printf \"a\\nb\\n\"') }}", playbook_dir=str(project)) == "a,b"
     assert render("{{ lookup('lines', 'pwd') }}", playbook_dir=str(project)) == str(project)
-    with pytest.raises(TemplateError, match="returned 3"):
+    with pytest.raises(TaskFailed, match="returned 3"):
         render("{{ lookup('lines', 'exit 3') }}")
     assert render("{{ lookup('vars', 'x') }}", x="{{ y }}", y=5) == 5  # rendered when read
     assert render("{{ lookup('vars', 'nope', default='d') }}") == "d"
-    with pytest.raises(TemplateError, match="no variable named 'nope'"):
+    with pytest.raises(TaskFailed, match="no variable named 'nope'"):
         render("{{ lookup('vars', 'nope') }}")
     assert render("{{ query('dict', {'a': 1}) }}") == [{"key": "a", "value": 1}]
     assert render("{{ lookup('dict', {'a': 1, 'b': 2}) }}") == [{"key": "a", "value": 1}, {"key": "b", "value": 2}]
@@ -117,7 +117,7 @@ def test_lines_vars_dict_and_the_lookup_shapes(project: Path) -> None:
 
 
 def test_unknown_lookup_names_the_close_ones() -> None:
-    with pytest.raises(TemplateError, match=r"unknown lookup plugin 'filglob' \(did you mean 'fileglob'\?\)"):
+    with pytest.raises(TaskFailed, match=r"unknown lookup plugin 'filglob' \(did you mean 'fileglob'\?\)"):
         render("{{ lookup('filglob', '*') }}")
     assert render("{{ lookup('file', '/nonexistent', errors='ignore') }}") is None
 
@@ -162,7 +162,7 @@ def test_password_hash_random_salt_and_refusals() -> None:
     a, b = render("{{ 'x' | password_hash('sha512') }}"), render("{{ 'x' | password_hash('sha512') }}")
     assert a != b and a.startswith("$6$rounds=656000$") and len(a.split("$")[3]) == 16
     assert _glibc_crypt("x", a) == a  # verifies with the system's crypt(3)
-    with pytest.raises(TemplateError, match="'md5' is not supported"):
+    with pytest.raises(TaskFailed, match="'md5' is not supported"):
         render("{{ 'x' | password_hash('md5') }}")
-    with pytest.raises(TemplateError, match="salt may hold only"):
+    with pytest.raises(TaskFailed, match="salt may hold only"):
         render("{{ 'x' | password_hash('sha512', 'bad salt!') }}")

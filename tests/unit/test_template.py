@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from provisioner.cli import main
-from provisioner.errors import TemplateError
+from provisioner.errors import TaskFailed
 from provisioner.load.yamlsrc import load_yaml_text
 from provisioner.template import LazyVars, Templar
 
@@ -87,7 +87,7 @@ def test_nested_templates_in_vars_resolve_lazily_in_any_layer() -> None:
     {"a": "{{ b }}", "b": "{{ c | default('') }}{{ a }}", "c": ""},
 ])
 def test_a_variable_that_refers_to_itself_is_an_error_not_a_hang(variables: dict[str, Any]) -> None:
-    with pytest.raises(TemplateError, match="refers to itself"):
+    with pytest.raises(TaskFailed, match="refers to itself"):
         render("{{ " + next(iter(variables)) + " }}", **variables)
 
 
@@ -98,7 +98,7 @@ def test_a_variable_that_refers_to_itself_is_an_error_not_a_hang(variables: dict
     ("{{ gpu.memory_mb }}", "memory_mb"),
 ])
 def test_strict_undefined_names_the_variable(source: str, name: str) -> None:
-    with pytest.raises(TemplateError, match=f"undefined variable: '{name}'"):
+    with pytest.raises(TaskFailed, match=f"undefined variable: '{name}'"):
         render(source, gpu={"model": "H100"})
 
 
@@ -114,7 +114,7 @@ def test_default_and_defined_guard_a_whole_chain_of_lookups(source: str, expecte
 
 
 def test_undefined_in_a_condition_names_the_variable() -> None:
-    with pytest.raises(TemplateError, match="'install_cuda'"):
+    with pytest.raises(TaskFailed, match="'install_cuda'"):
         T.condition("install_cuda | bool", LazyVars([{}], T))
 
 
