@@ -66,6 +66,7 @@ class RunFigures:
     exec_sessions: list[int] = field(default_factory=list)   # per host, this run only
     changed: int | None = None                                # from the recap, when readable
     log: str = ""
+    host_cpu_s: float = 0.0   # CPU the measured hosts spent on this run, all of them together
 
 
 @dataclass
@@ -196,6 +197,41 @@ def changed_count(log_path: str, tool: str) -> int | None:
     return sum(found) if found else None
 
 
+# --------------------------------------------------------------------------- what the hosts spent
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def hosts_cpu(pids: list[int]) -> float:
+    """CPU seconds that everything the hosts' sshd started has spent, summed over the hosts.
+
+    Each fleet host runs in a PID namespace of its own whose PID 1 is its sshd, so every process a
+    connection starts (sshd-session, sshd-auth, the shell, python, the commands it runs) is reaped
+    by it, directly or as an orphan: the growth of its children's CPU (cutime + cstime) across a
+    run is what the run cost that host. Clock ticks are 10 ms; summed over many hosts they average out."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[13]) + int(fields[14])
+    return total / TICK
+
+
+def settled_hosts_cpu(pids: list[int], quiet_for: float = 0.4, limit: float = 6.0) -> float:
+    """hosts_cpu() once nothing more is being reaped (an agent may end just after its controller)."""
+    last, since, t0 = hosts_cpu(pids), time.monotonic(), time.monotonic()
+    while time.monotonic() - t0 < limit:
+        time.sleep(0.1)
+        now = hosts_cpu(pids)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_for:
+            break
+    return last
+
+
 # --------------------------------------------------------------------------- the tools
 
 def ensure_venv(log: Any) -> dict[str, str]:
@@ -269,12 +305,13 @@ def command_for(tool: str, fleet: fleetmod.Fleet, n: int, rundir: Path) -> tuple
             "ansible_ssh_common_args": "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
                                        " -o ProxyJump=root@%s:%d" % (fleet.known_hosts_path, jump.address, jump.port)})
         argv = [sys.executable, "-m", "provisioner.cli", "apply", str(PLAYBOOK), "-i", str(inventory),
-                "--known-hosts", str(fleet.known_hosts_path), "-f", str(max(n, 1)), "-q"]
+                "--known-hosts", str(fleet.known_hosts_path), "-q"]
         env["PYTHONPATH"] = str(REPO)
         return argv, env, REPO
     if tool == "provision":
+        # provision's default --forks, as a lab admin runs it (bench/README.md says why 50)
         argv = [sys.executable, "-m", "provisioner.cli", "apply", str(PLAYBOOK), "-i", str(fleet.inventory_path),
-                "--known-hosts", str(fleet.known_hosts_path), "-f", str(max(n, 1)), "-q"]
+                "--known-hosts", str(fleet.known_hosts_path), "-q"]
         env["PYTHONPATH"] = str(REPO)
         return argv, env, REPO
     if tool.startswith("ansible"):
@@ -312,8 +349,11 @@ def bench_one(tool: str, n: int, version: str, noop_runs: int, timeout: float, l
         targets = fleet.hosts[:n]   # the jump host (last) is not one of the measured hosts
         argv, env, cwd = command_for(tool, fleet, n, rundir)
         env["PROVISION_BENCH_TAG"] = uuid.uuid4().hex
+        pids = [h.init_pid for h in targets if h.init_pid is not None]
         fleet.reset_log()
+        before = settled_hosts_cpu(pids)
         first = run_measured(argv, env, cwd, rundir / "first.log", timeout)
+        first.host_cpu_s = settled_hosts_cpu(pids) - before
         first.exec_sessions = [fleet.count_exec_sessions(h) for h in targets]
         first.changed = changed_count(first.log, tool)
         row.first = first
@@ -324,15 +364,18 @@ def bench_one(tool: str, n: int, version: str, noop_runs: int, timeout: float, l
             return row
         for i in range(noop_runs):
             fleet.reset_log()
+            before = settled_hosts_cpu(pids)
             r = run_measured(argv, env, cwd, rundir / ("noop%d.log" % (i + 1)), timeout)
+            r.host_cpu_s = settled_hosts_cpu(pids) - before
             r.exec_sessions = [fleet.count_exec_sessions(h) for h in targets]
             if jump:
                 log("  %-20s N=%-3d jump host: %d SSH connection(s) this run" % (
                     tool, n, fleet.count_connections(fleet.hosts[-1])))
             r.changed = changed_count(r.log, tool)
             row.noop.append(r)
-            log("  %-20s N=%-3d no-op run %7.2f s rc=%d  exec/host %s  peak %.0f MB%s" % (
-                tool, n, r.seconds, r.rc, _span(r.exec_sessions), r.peak_rss / 2**20,
+            log("  %-20s N=%-3d no-op run %7.2f s rc=%d  exec/host %s  peak %.0f MB  CPU %.2f s controller, "
+                "%.2f s hosts%s" % (
+                tool, n, r.seconds, r.rc, _span(r.exec_sessions), r.peak_rss / 2**20, r.cpu_s, r.host_cpu_s,
                 "  (changed=%d!)" % r.changed if r.changed else ""))
             if r.rc != 0:
                 row.error = "no-op run failed (rc %d): see %s" % (r.rc, r.log)
@@ -383,6 +426,61 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _best_noop(r: Row) -> RunFigures | None:
+    ok = [x for x in r.noop if x.rc == 0]
+    return min(ok, key=lambda x: x.seconds) if ok else None
+
+
+def time_table(rows: list[Row], cores: int) -> str:
+    """Where the better no-op run's wall time went: the controller's CPU, the hosts' CPU (all of
+    them run on this machine's cores too), the floor those two set on `cores` cores, and the rest:
+    time spent waiting (round trips, a core idle while a host or the controller was not ready)."""
+    lines = ["| tool | hosts | no-op wall s | controller CPU s | hosts' CPU s (per host) | "
+             "CPU floor on %d cores s | beyond the floor s |" % cores, "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        b = _best_noop(r)
+        if b is None or not b.host_cpu_s:
+            continue
+        floor = (b.cpu_s + b.host_cpu_s) / cores
+        lines.append("| %s | %d | %.2f | %.2f | %.2f (%.0f ms) | %.2f | %.2f |" % (
+            LABELS.get(r.tool, r.tool), r.hosts, b.seconds, b.cpu_s, b.host_cpu_s,
+            b.host_cpu_s / r.hosts * 1e3, floor, b.seconds - floor))
+    return "\n".join(lines)
+
+
+def goals(rows: list[Row]) -> str:
+    """Issue 15's goals against pyinfra, from the figures of this table (one run, same hosts)."""
+    by = {(r.tool, r.hosts): r for r in rows}
+    lines = ["| goal | hosts | figure | met |", "|---|---:|---|---|"]
+    for n in sorted({r.hosts for r in rows}):
+        p, q = by.get(("provision", n)), by.get(("pyinfra", n))
+        if p is None:
+            continue
+        if q is not None and p.noop_best() and q.noop_best() and n >= 20:
+            ratio = q.noop_best() / p.noop_best()  # type: ignore[operator]
+            lines.append("| no-op >= 2.5x faster than pyinfra | %d | %.2fx (%.2f s vs %.2f s) | %s |" % (
+                n, ratio, p.noop_best(), q.noop_best(), "yes" if ratio >= 2.5 else "**no**"))
+        if q is not None and p.first and q.first and p.first.rc == 0 and q.first.rc == 0:
+            ratio = q.first.seconds / p.first.seconds
+            lines.append("| first run >= 1.25x faster than pyinfra | %d | %.2fx (%.1f s vs %.1f s) | %s |" % (
+                n, ratio, p.first.seconds, q.first.seconds, "yes" if ratio >= 1.25 else "**no**"))
+        sessions = [s for x in p.noop for s in x.exec_sessions]
+        if sessions:
+            lines.append("| 1 SSH exec session per host, no-op | %d | %s | %s |" % (
+                n, _span(sessions), "yes" if max(sessions) <= 1 else "**no**"))
+        if n >= 200:
+            lines.append("| controller memory <= 70 MB | %d | %.0f MB | %s |" % (
+                n, p.peak_mb(), "yes" if p.peak_mb() <= 70 else "**no**"))
+    return "\n".join(lines)
+
+
+def report(head: str, rows: list[Row], cores: int) -> str:
+    parts = [head, "", table(rows), "", "Where the better no-op run's time went:", "", time_table(rows, cores)]
+    if any(r.tool == "pyinfra" for r in rows):
+        parts += ["", "Against the goals (issue 15):", "", goals(rows)]
+    return "\n".join(parts)
+
+
 def load_rows(path: Path) -> tuple[str, list[Row]]:
     data = json.loads(path.read_text())
     rows = []
@@ -403,7 +501,7 @@ def table_from_json(paths: list[Path]) -> str:
             merged[(r.tool, r.hosts)] = r
     order = {t: i for i, t in enumerate(TOOLS)}
     rows = sorted(merged.values(), key=lambda r: (r.hosts, order.get(r.tool, 99)))
-    return "\n".join(dict.fromkeys(headers)) + "\n\n" + table(rows)
+    return report("\n".join(dict.fromkeys(headers)), rows, os.cpu_count() or 1)
 
 
 def header(versions: dict[str, str]) -> str:
@@ -417,16 +515,16 @@ def header(versions: dict[str, str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hosts", help="host counts, comma-separated (default 1,5,20,50; --quick: 1,5)")
+    ap.add_argument("--hosts", help="host counts, comma-separated (default 1,5,20,50,100,200; --quick: 1,5)")
     ap.add_argument("--tools", help="comma-separated: provision, ansible (both variants), ansible-defaults, "
                     "ansible-pipelining, pyinfra (default all; --quick: provision)")
     ap.add_argument("--quick", action="store_true", help="1 and 5 hosts, provision only (a smoke test)")
     ap.add_argument("--via-jump", action="store_true",
                     help="also run provision's no-op with every host behind one jump host (ProxyJump; tool "
                          "provision-jump), compared with the direct figure")
-    ap.add_argument("--ansible-defaults-max-hosts", type=int, default=20,
-                    help="run the ControlPersist-defaults Ansible variant only up to this many hosts "
-                    "(it is the slowest; default 20)")
+    ap.add_argument("--ansible-max-hosts", type=int, default=20,
+                    help="run ansible-playbook only up to this many hosts (default 20: its ratio is settled, "
+                    "and it takes minutes a run beyond)")
     ap.add_argument("--noop-runs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=1800.0, help="per tool invocation, seconds")
     ap.add_argument("--json", help="also write the figures as JSON here (rewritten after every row)")
@@ -439,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table_from_json([Path(p) for p in args.table]))
         return 0
 
-    hosts = [int(x) for x in (args.hosts or ("1,5" if args.quick else "1,5,20,50")).split(",") if x.strip()]
+    hosts = [int(x) for x in (args.hosts or ("1,5" if args.quick else "1,5,20,50,100,200")).split(",") if x.strip()]
     wanted = [t.strip() for t in (args.tools or ("provision" if args.quick else "provision,ansible,pyinfra"))
               .split(",") if t.strip()]
     tools: list[str] = []
@@ -476,16 +574,14 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for n in hosts:
         for tool in tools:
-            if tool == "ansible" and n > args.ansible_defaults_max_hosts:
+            if tool.startswith("ansible") and n > args.ansible_max_hosts:
                 continue
             rows.append(bench_one(tool, n, versions[tool], args.noop_runs, args.timeout, log))
             if args.json:
                 Path(args.json).write_text(json.dumps(
                     {"header": head, "rows": [asdict(r) for r in rows]}, indent=1))
     print()
-    print(head)
-    print()
-    print(table(rows))
+    print(report(head, rows, os.cpu_count() or 1))
     return 0 if not any(r.error for r in rows) else 1
 
 
