@@ -27,7 +27,10 @@ from bench import run as benchrun  # noqa: E402
 from tests.fleet import fleet as fleetmod  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
-STDLIB = "import json, subprocess, threading, typing, socket"
+# what the agent's own start imports from the standard library (besides what python's start
+# loads anyway); facts bring `re` (with enum and functools)
+STDLIB = "import threading, select, _json, re, fnmatch"
+FIRST_RUN_HOSTS = 3
 
 
 def children_cpu(pid: int) -> float:
@@ -62,6 +65,38 @@ def mean_host_cpu(pid: int, runs: int, step: object) -> tuple[float, float]:
     ctl = (ctl1.ru_utime + ctl1.ru_stime - ctl0.ru_utime - ctl0.ru_stime
            + me1.ru_utime + me1.ru_stime - me0.ru_utime - me0.ru_stime)
     return (children_cpu(pid) - host0) / runs * 1e3, ctl / runs * 1e3
+
+
+def first_runs(tools: list[str]) -> list[tuple[str, float, float]]:
+    """The first run on fresh hosts, and the part of it every tool pays: apt-get installing the
+    playbook's packages (from the fleet's warm .deb cache, as in bench/run.py)."""
+    rows: list[tuple[str, float, float]] = []
+    n = FIRST_RUN_HOSTS
+    for tool in tools:
+        with fleetmod.Fleet(n, name=f"hostcpu-first-{tool}", log=lambda m: None) as fleet:
+            pids = [h.init_pid for h in fleet.hosts if h.init_pid is not None]
+            workdir = benchrun.WORK / "runs" / f"hostcpu-first-{tool}-{time.strftime('%H%M%S')}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            cmd, env, cwd = benchrun.command_for(tool, fleet, n, workdir)
+            before = benchrun.settled_hosts_cpu(pids)
+            ctl0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            ctl1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            host_ms = (benchrun.settled_hosts_cpu(pids) - before) / n * 1e3
+            ctl_ms = (ctl1.ru_utime + ctl1.ru_stime - ctl0.ru_utime - ctl0.ru_stime) / n * 1e3
+            rows.append((f"{tool}: a first run of bench/baseline.yml on a fresh host", host_ms, ctl_ms))
+    with fleetmod.Fleet(n, name="hostcpu-first-apt", log=lambda m: None) as fleet:
+        # host_exec runs the command under nsenter, our child: its CPU is ours to reap, not PID 1's
+        before_usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        for h in fleet.hosts:
+            proc = fleet.host_exec(h, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *benchrun.PACKAGES],
+                                   timeout=600)
+            assert proc.returncode == 0, proc.stderr[-500:]
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        host_ms = (after.ru_utime + after.ru_stime - before_usage.ru_utime - before_usage.ru_stime) / n * 1e3
+        rows.append(("  of which any tool pays: `apt-get install -y --no-install-recommends %s` (no SSH)"
+                     % " ".join(benchrun.PACKAGES), host_ms, float("nan")))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                                    ("one `dpkg-query -W tree jq pkg-config`", "dpkg-query -W tree jq pkg-config")):
                 host_ms, _ = mean_host_cpu(pid, args.runs, connect_and(command))
                 rows.append((f"  of which: {label}, beyond that connection", host_ms - base, float("nan")))
-    print(f"\nHost CPU per run, mean of {args.runs} (one Debian 13 fleet host); controller CPU alongside\n")
+    rows += first_runs(tools)
+    print(f"\nHost CPU per run, mean of {args.runs} (one Debian 13 fleet host; first runs: mean over "
+          f"{FIRST_RUN_HOSTS} fresh hosts); controller CPU alongside\n")
     print("| what | host CPU ms | controller CPU ms |")
     print("|---|---:|---:|")
     for what, host_ms, ctl_ms in rows:

@@ -431,14 +431,15 @@ def _best_noop(r: Row) -> RunFigures | None:
     return min(ok, key=lambda x: x.seconds) if ok else None
 
 
-def time_table(rows: list[Row], cores: int) -> str:
-    """Where the better no-op run's wall time went: the controller's CPU, the hosts' CPU (all of
-    them run on this machine's cores too), the floor those two set on `cores` cores, and the rest:
-    time spent waiting (round trips, a core idle while a host or the controller was not ready)."""
-    lines = ["| tool | hosts | no-op wall s | controller CPU s | hosts' CPU s (per host) | "
-             "CPU floor on %d cores s | beyond the floor s |" % cores, "|---|---:|---:|---:|---:|---:|---:|"]
+def time_table(rows: list[Row], cores: int, which: str = "no-op") -> str:
+    """Where a run's wall time went (`which`: the better "no-op" run, or the "first" run): the
+    controller's CPU, the hosts' CPU (the test hosts run on this machine's cores too), the floor
+    those two set on `cores` cores, and the rest: time spent waiting (round trips, a core idle
+    while a host or the controller was not ready)."""
+    lines = ["| tool | hosts | %s wall s | controller CPU s | hosts' CPU s (per host) | "
+             "CPU floor on %d cores s | beyond the floor s |" % (which, cores), "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        b = _best_noop(r)
+        b = _best_noop(r) if which == "no-op" else (r.first if r.first and r.first.rc == 0 else None)
         if b is None or not b.host_cpu_s:
             continue
         floor = (b.cpu_s + b.host_cpu_s) / cores
@@ -475,7 +476,8 @@ def goals(rows: list[Row]) -> str:
 
 
 def report(head: str, rows: list[Row], cores: int) -> str:
-    parts = [head, "", table(rows), "", "Where the better no-op run's time went:", "", time_table(rows, cores)]
+    parts = [head, "", table(rows), "", "Where the better no-op run's time went:", "", time_table(rows, cores),
+             "", "Where the first run's time went:", "", time_table(rows, cores, "first")]
     if any(r.tool == "pyinfra" for r in rows):
         parts += ["", "Against the goals (issue 15):", "", goals(rows)]
     return "\n".join(parts)
