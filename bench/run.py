@@ -203,19 +203,33 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def hosts_cpu(pids: list[int]) -> float:
-    """CPU seconds that everything the hosts' sshd started has spent, summed over the hosts.
+    """CPU seconds the hosts have spent so far, summed over the hosts.
 
     Each fleet host runs in a PID namespace of its own whose PID 1 is its sshd, so every process a
-    connection starts (sshd-session, sshd-auth, the shell, python, the commands it runs) is reaped
-    by it, directly or as an orphan: the growth of its children's CPU (cutime + cstime) across a
-    run is what the run cost that host. Clock ticks are 10 ms; summed over many hosts they average out."""
-    total = 0
-    for pid in pids:
+    connection starts (sshd-session, sshd-auth, the shell, python, the commands it runs) descends
+    from it: a host's CPU is its PID 1's own and reaped-children time plus that of every process
+    still alive under it (each CPU second counts once: in the process that spent it while it
+    lives, then in the reaped-children time of whoever reaped it). The live part matters for
+    Ansible's ControlPersist masters, whose sessions' CPU stays in a live sshd-session. Clock
+    ticks are 10 ms; summed over many hosts they average out."""
+    table: dict[int, tuple[int, int]] = {}   # pid -> (parent, own + reaped children ticks)
+    for ent in os.listdir("/proc"):
+        if not ent.isdigit():
+            continue
         try:
-            fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+            fields = Path("/proc/%s/stat" % ent).read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[13]) + int(fields[14])
+        table[int(ent)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))  # ppid; utime stime cutime cstime
+    kids: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        kids.setdefault(parent, []).append(pid)
+    total = 0
+    todo = [p for p in pids if p in table]
+    while todo:
+        pid = todo.pop()
+        total += table[pid][1]
+        todo.extend(kids.get(pid, ()))
     return total / TICK
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import threading
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
@@ -307,9 +308,19 @@ def _compiled_template(source: str) -> jinja2.Template:
     return environment().from_string(source)
 
 
-@lru_cache(maxsize=256)
 def file_template(source: str, trim_blocks: bool, lstrip_blocks: bool) -> jinja2.Template:
-    """A template file's compiled form, once per run for all hosts (compiling one costs ~5 ms)."""
+    """A template file's compiled form, once per run for all hosts (compiling one costs ~5 ms).
+    Under a lock: the hosts reach a template task together, and unlocked each of the first few
+    compiled it (4 of 50 did)."""
+    with _FILE_TEMPLATE_LOCK:
+        return _file_template(source, trim_blocks, lstrip_blocks)
+
+
+_FILE_TEMPLATE_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=256)
+def _file_template(source: str, trim_blocks: bool, lstrip_blocks: bool) -> jinja2.Template:
     return environment().overlay(trim_blocks=trim_blocks, lstrip_blocks=lstrip_blocks).from_string(source)
 
 

@@ -10,11 +10,11 @@ command it is running and exits: nothing is left behind on the host.
 
 from __future__ import annotations
 
+import _thread  # the C module: `threading` imports warnings, weakref sets... (~1 ms of every host's CPU)
 import binascii
 import importlib
 import os
 import sys
-import threading
 
 from provisioner.host import proc, runtime, wire
 from provisioner.host.dispatch import execute_module
@@ -110,8 +110,8 @@ class SubAgent:
 
 
 class Agent:
-    def __init__(self, bundle_line: bytes, send: Optional[Callable[[bytes], None]] = None) -> None:
-        self.bundle_line = bundle_line
+    def __init__(self, bundle_line: Any, send: Optional[Callable[[bytes], None]] = None) -> None:
+        self._bundle_line = bundle_line  # the line, or a function that makes it (the host kept the bundle)
         self.send = send  # writes one line to the controller (progress lines; None: nobody listens)
         self.request_id: Any = None
         self.facts: Dict[str, Any] = {}
@@ -125,7 +125,7 @@ class Agent:
             sub = self.subagents.get(user)
             if sub is None or sub.proc.poll() is not None:
                 try:
-                    sub = SubAgent(user, become.get("password"), self.bundle_line)
+                    sub = SubAgent(user, become.get("password"), self.bundle_line())
                 except Exception as exc:  # the reason was already turned into a sentence
                     return {"failed": True, "msg": str(exc), "become_failed": True}
                 self.subagents[user] = sub
@@ -161,6 +161,12 @@ class Agent:
             return {"data": binascii.b2a_base64(data, newline=False).decode()}
         return {"failed": True, "msg": "unknown request %r" % op}
 
+    def bundle_line(self) -> bytes:
+        """The bundle as the boot line reads it, for a become agent (made once, if it was kept)."""
+        if callable(self._bundle_line):
+            self._bundle_line = self._bundle_line()
+        return self._bundle_line  # type: ignore[no-any-return]
+
     def run_module(self, req: Dict[str, Any]) -> Dict[str, Any]:
         module = importlib.import_module("provisioner.modules." + req["module"])
         args = module.Args(**req.get("args", {}))
@@ -185,8 +191,8 @@ def _current_user() -> str:
 # What a host's python3 runs (`python3 -I -S -c BOOT_CODE [DIGEST]`): skip anything before the
 # marker (a sudo password line that sudo did not ask for), then find the bundle and start it.
 # With DIGEST (the controller's bundle hash), a host that kept that bundle from an earlier run
-# (~/.cache/provision/bundle-DIGEST, the agent's user's own, nobody else may write it) starts
-# from it: the controller sent the marker and its first request, and no bundle. A host that has
+# (~/.cache/provision/bundle-DIGEST: the unpacked bundle, then "\n#end DIGEST" so that a cut file
+# is not run; the agent's user's own, nobody else may write it) starts from it: the controller sent the marker and its first request, no bundle. A host that has
 # not kept it says NEED_MARKER; the requests that came before the bundle are queued (_Q).
 # Without DIGEST (a become agent, fed by its parent) the bundle follows the marker.
 NEED_MARKER = b"#provision-need"
@@ -195,7 +201,7 @@ BOOT_CODE = (
     "r=sys.stdin.buffer\n"
     "while r.readline().rstrip()!=b'#provision-boot':pass\n"
     "_Q=[]\n"
-    "_K=None\n"
+    "_K=_L=None\n"
     "def _u(l):\n"
     " d=zlib.decompress(binascii.a2b_base64(l));i=d.index(b'\\0');return d,i\n"
     "if len(sys.argv)>1:\n"
@@ -204,8 +210,10 @@ BOOT_CODE = (
     "  with open(_K,'rb') as f:\n"
     "   s=os.fstat(f.fileno())\n"
     "   if s.st_uid!=os.geteuid() or s.st_mode&18:raise OSError\n"
-    "   _L=f.read()\n"
-    "  _D,_i=_u(_L)\n"
+    "   _D=f.read()\n"
+    "  t=b'\\n#end '+sys.argv[1].encode()\n"
+    "  if not _D.endswith(t):raise OSError\n"
+    "  _D=_D[:-len(t)];_i=_D.index(b'\\0')\n"
     "  if sys.argv[1].encode() not in _D[:_i]:raise OSError\n"
     "  _K=None\n"
     " except Exception:\n"
@@ -220,28 +228,34 @@ BOOT_CODE = (
 
 
 class _Lines:
-    """The reader thread's lines, in order, for the main loop (queue.Queue without its import)."""
+    """The reader thread's lines, in order, for the one main loop (queue.Queue without its import)."""
 
     def __init__(self) -> None:
         self._items: List[Optional[bytes]] = []
-        self._ready = threading.Condition()
+        self._mutex = _thread.allocate_lock()
+        self._waiter: Any = None   # a held lock the getter blocks on; put() releases it
 
     def put(self, item: Optional[bytes]) -> None:
-        with self._ready:
+        with self._mutex:
             self._items.append(item)
-            self._ready.notify()
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.release()
 
     def get(self) -> Optional[bytes]:
-        with self._ready:
-            while not self._items:
-                self._ready.wait()
-            return self._items.pop(0)
+        while True:
+            with self._mutex:
+                if self._items:
+                    return self._items.pop(0)
+                waiter = self._waiter = _thread.allocate_lock()
+                waiter.acquire()
+            waiter.acquire()  # until put() releases it
 
 
-def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None,
+def serve(bundle_line: Any, at_exit: Optional[Callable[[], None]] = None,
           pending: Optional[List[bytes]] = None) -> None:
     """Read requests from stdin until it closes (`pending`: ones the boot code read already);
-    answer each on stdout.
+    answer each on stdout. `bundle_line`: the bundle's line, or a function that makes it.
 
     `at_exit` runs once the controller is gone (it writes the host's code cache); then the
     process ends without the interpreter's teardown, which would cost the host a few ms.
@@ -249,8 +263,8 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None,
     stdin = sys.stdin.buffer
     out = sys.stdout.buffer
     requests = _Lines()
-    closed = threading.Event()
-    write_lock = threading.Lock()
+    closed: List[bool] = []     # not empty once the controller is gone
+    write_lock = _thread.allocate_lock()
 
     def send(line: bytes) -> None:
         """One line to the controller: a reply, or a progress line from a module's reader thread."""
@@ -259,7 +273,7 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None,
             out.flush()
 
     def send_progress(line: bytes) -> None:
-        if not closed.is_set():
+        if not closed:
             try:
                 send(line)
             except (BrokenPipeError, ValueError):
@@ -271,7 +285,7 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None,
         while True:
             line = stdin.readline()
             if not line:
-                closed.set()
+                closed.append(True)
                 requests.put(None)
                 _kill_children()
                 for sub in list(agent.subagents.values()):
@@ -281,7 +295,7 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None,
 
     for early in pending or ():
         requests.put(early)
-    threading.Thread(target=reader, daemon=True).start()
+    _thread.start_new_thread(reader, ())
     while True:
         line = requests.get()
         if line is None:
@@ -296,7 +310,7 @@ def serve(bundle_line: bytes, at_exit: Optional[Callable[[], None]] = None,
             resp = {"failed": True, "msg": "agent error: %s: %s" % (type(exc).__name__, exc),
                     "exception": traceback.format_exc()}
         resp["id"] = rid
-        if closed.is_set():
+        if closed:
             break
         try:
             send(wire.dumps(resp).encode() + b"\n")

@@ -33,6 +33,7 @@ import sys, os, marshal
 from importlib.machinery import ModuleSpec
 _P = _D[_i + 1:].split(b"\\0")
 _SOURCES = {_P[k].decode(): _P[k + 1] for k in range(0, len(_P) - 1, 2)}
+_B = _D
 del _P, _D, _u
 _PKGS = %(pkgs)r
 _CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "provision")
@@ -70,12 +71,13 @@ def _keep(path, write):
 
 def _save_cache():
     """Once the controller has its last answer: keep the code objects compiled this run, and the
-    bundle itself when the controller named it (_K) and sent it, for the next run to start from."""
+    bundle itself (unpacked: no base64 or zlib at the next start) when the controller named it (_K)
+    and sent it, for the next run to start from."""
     try:
         if _NEW:
             _keep(_CACHE, lambda f: marshal.dump(_CODE, f))
         if _K:
-            _keep(_K, lambda f: f.write(_L))
+            _keep(_K, lambda f: f.write(_B + b"\\n#end " + _K.rsplit("-", 1)[1].encode()))
     except Exception:
         pass
 
@@ -100,7 +102,7 @@ class _ProvisionImporter:
             exec(code, module.__dict__)
 sys.meta_path.insert(0, _ProvisionImporter())
 from provisioner.host.agent import serve
-serve(_L, _save_cache, _Q)
+serve(_L or (lambda: binascii.b2a_base64(zlib.compress(_B, 1), newline=False) + b"\\n"), _save_cache, _Q)
 '''
 
 

@@ -10,11 +10,11 @@ it can be tested against real outputs.
 
 from __future__ import annotations
 
+import _thread  # the C module: `threading` costs every host ~1 ms to import
 import os
 import pwd
 import re
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 
 from provisioner.host import proc, wire
@@ -357,19 +357,23 @@ class Commands:
         return res
 
 
-def _fqdn_in_background() -> tuple[threading.Thread, dict[str, str]]:
-    """socket.getfqdn() may wait on DNS for seconds; run it aside and give up if it is slow."""
+def _fqdn_in_background() -> tuple[Any, dict[str, str]]:
+    """socket.getfqdn() may wait on DNS for seconds; run it aside and give up if it is slow.
+    Returns (a lock held until the lookup is done, the box its answer lands in)."""
     box: dict[str, str] = {}
+    done = _thread.allocate_lock()
+    done.acquire()
 
     def lookup() -> None:
         try:
             box["fqdn"] = _getfqdn()
         except (OSError, UnicodeError):
             box["fqdn"] = ""
+        finally:
+            done.release()
 
-    thread = threading.Thread(target=lookup, name="provision-fqdn", daemon=True)
-    thread.start()
-    return thread, box
+    _thread.start_new_thread(lookup, ())
+    return done, box
 
 
 def _getfqdn() -> str:
@@ -484,9 +488,12 @@ def _site_dirs() -> list[str]:
 def parse_cudnn_packages(dpkg_status: str) -> dict[str, list[int]]:
     """NVIDIA's installed cuDNN packages (`libcudnn9-cuda-13`) from /var/lib/dpkg/status -> {"9": [13]}."""
     majors: dict[str, list[int]] = {}
-    for stanza in dpkg_status.split("\n\n"):
-        match = re.search(r"^Package: libcudnn(\d+)-cuda-(\d+)$", stanza, re.MULTILINE)
-        if match and "Status: install ok installed" in stanza:
+    if "Package: libcudnn" not in dpkg_status:  # most hosts: one scan of the file, not a regex per package
+        return majors
+    for match in re.finditer(r"^Package: libcudnn(\d+)-cuda-(\d+)$", dpkg_status, re.MULTILINE):
+        start = dpkg_status.rfind("\n\n", 0, match.start()) + 1
+        end = dpkg_status.find("\n\n", match.end())
+        if "Status: install ok installed" in dpkg_status[start:end if end >= 0 else len(dpkg_status)]:
             majors.setdefault(match.group(1), []).append(int(match.group(2)))
     return {k: sorted(set(v)) for k, v in majors.items()}
 
@@ -628,7 +635,7 @@ def _rust_env(path: str) -> dict[str, str]:
 
 def gather(host: Host) -> dict[str, Any]:
     """Everything the planner needs to know about this host, as a JSON-serialisable dict (FACT_KEYS)."""
-    fqdn_thread, fqdn_box = _fqdn_in_background()
+    fqdn_done, fqdn_box = _fqdn_in_background()
     uname = os.uname()
     env = dict(os.environ)
     env.update(host.env)
@@ -729,7 +736,8 @@ def gather(host: Host) -> dict[str, Any]:
             rust[name] = parse_rust_version(res.stdout)
     facts["rust"] = rust
 
-    fqdn_thread.join(timeout=0.05)
+    if fqdn_done.acquire(timeout=0.05):
+        fqdn_done.release()
     facts["fqdn"] = fqdn_box.get("fqdn") or facts["hostname"]
     return {key: facts[key] for key in FACT_KEYS}
 

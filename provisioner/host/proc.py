@@ -11,9 +11,9 @@ Shipped to every managed host (python3 >= 3.7, standard library only).
 
 from __future__ import annotations
 
+import _thread
 import os
 import select
-import threading
 import time
 
 TYPE_CHECKING = False
@@ -75,7 +75,7 @@ class Proc:
         self.argv = list(argv)
         self.pass_fd = pass_fd
         self.returncode: Optional[int] = None
-        self._reap = threading.Lock()
+        self._reap = _thread.allocate_lock()
         self._popen: Any = None
         self.stdin: Optional[int] = None
         self.stdout: Optional[int] = None

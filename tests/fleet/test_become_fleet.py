@@ -93,3 +93,13 @@ def test_admin_becomes_another_user_and_the_host_says_who_owns_the_files(
     assert owner(h, "/tmp/touched-by-builder") == builder
     assert owner(h, "/root/made") == (0, 0)
     assert owner(h, "/tmp/made-by-admin") == admin
+
+    # The second run starts admin's agent from the bundle its host kept (no bundle on the wire), and
+    # the agents it starts through sudo still get theirs: the same users, nothing changed.
+    kept = [p.name for p in h.path("/home/admin/.cache/provision").iterdir() if p.name.startswith("bundle-")]
+    assert len(kept) == 1, kept
+    rc, out, report = apply(tmp_path, inventory)
+    assert rc == 0, out
+    results = {r["task"]: r["result"] for r in report["results"]}
+    assert results["who am I as builder"]["stdout"] == "builder"
+    assert not any(r["result"].get("changed") for r in report["results"]), out

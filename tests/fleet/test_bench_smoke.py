@@ -25,9 +25,14 @@ def test_bench_quick_provision_one_host(fleet_image, tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(line.startswith("| tool | hosts | first run s") for line in lines), proc.stdout
-    row = [line for line in lines if line.startswith("| provision | 1 |")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("| tool | hosts | first run s"))
+    main = lines[start:lines.index("", start)]
+    row = [line for line in main if line.startswith("| provision | 1 |")]
     assert len(row) == 1, proc.stdout
+    # where the time went: wall, controller CPU, the host's CPU (read from its PID 1), the floor
+    for title in ("Where the better no-op run's time went:", "Where the first run's time went:"):
+        at = lines.index(title)
+        assert lines[at + 2].startswith("| tool | hosts |") and lines[at + 4].startswith("| provision | 1 |"), proc.stdout
 
     data = json.loads(figures.read_text())
     (result,) = data["rows"]
@@ -37,3 +42,4 @@ def test_bench_quick_provision_one_host(fleet_image, tmp_path):
         assert run["rc"] == 0 and run["changed"] == 0, run
         assert run["exec_sessions"] and max(run["exec_sessions"]) <= 2, run
         assert run["peak_rss"] > 0
+        assert run["host_cpu_s"] > 0, run  # the host's sshd, python, dpkg-query: never nothing

@@ -137,7 +137,10 @@ def test_a_host_keeps_the_bundle_and_the_next_run_does_not_send_it(tmp_path: Pat
     asked, replies = run_named(tmp_path, [{"op": "facts"}, {"op": "run", "module": "stat", "args": {"path": "/"}}])
     assert asked and replies[0]["facts"]["system"] == "Linux" and replies[1]["stat"]["isdir"] is True
     [line] = kept(tmp_path)
-    assert line.name == "bundle-" + bundle.bundle_digest() and line.read_bytes() == bundle.bundle_line()
+    unpacked = zlib.decompress(base64.b64decode(bundle.bundle_line()))
+    # unpacked (no base64 or zlib at the next start), then its end mark: a cut file is not run
+    assert line.name == "bundle-" + bundle.bundle_digest()
+    assert line.read_bytes() == unpacked + b"\n#end " + bundle.bundle_digest().encode()
     assert line.stat().st_mode & 0o777 == 0o600
     asked, replies = run_named(tmp_path, [{"op": "facts"}, {"op": "run", "module": "stat", "args": {"path": "/"}}])
     assert not asked and replies[1]["stat"]["isdir"] is True
@@ -150,13 +153,13 @@ def test_a_kept_bundle_others_may_write_or_damaged_or_another_is_not_used(tmp_pa
     line.chmod(0o620)
     assert run_named(tmp_path, [{"op": "facts"}])[0], "a group-writable bundle was used"
     assert line.stat().st_mode & 0o777 == 0o600 and line.read_bytes() == good  # replaced by the one sent
-    line.write_bytes(good[: len(good) // 2] + b"\n")
+    line.write_bytes(good[: len(good) // 2])
     asked, replies = run_named(tmp_path, [{"op": "facts"}])
     assert asked and replies[0]["facts"]["system"] == "Linux" and line.read_bytes() == good
     # a file named for this digest that holds another bundle is not run
     sources = bundle._host_sources()
     sources["provisioner.host.extra_for_test"] = "X = 1\n"
-    line.write_bytes(base64.b64encode(zlib.compress(bundle.pack(sources))) + b"\n")
+    line.write_bytes(bundle.pack(sources) + b"\n#end " + bundle.bundle_digest().encode())
     assert run_named(tmp_path, [{"op": "facts"}])[0]
 
 

@@ -168,5 +168,5 @@ def test_a_no_op_agent_imports_neither_json_nor_subprocess_nor_typing(tmp_path: 
     assert replies[1]["changed"] is False
     imported = set(replies[-1]["modules"])
     assert {"provisioner.modules.copy", "provisioner.host.facts"} <= imported
-    assert not imported & {"json", "subprocess", "typing", "socket", "glob", "selectors", "base64",
+    assert not imported & {"json", "subprocess", "typing", "socket", "glob", "selectors", "base64", "threading",
                            "signal", "contextlib"}, sorted(imported)
