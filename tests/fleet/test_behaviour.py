@@ -460,7 +460,11 @@ def test_interrupt_stops_fast_and_leaves_nothing_behind(
     log = tmp_path / "out.txt"
     with open(log, "wb") as sink:
         argv = provision.argv(pb, fleet.inventory_path, report=tmp_path / "r.json")
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        # SIGINT at its default in provision, whatever the suite inherited: a shell that starts the
+        # suite in the background (`cmd &` without job control) makes SIGINT ignored, and an
+        # ignored signal stays ignored through exec, so Python would never see it
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         t0 = time.monotonic()
         if sig == signal.SIGINT:
