@@ -5,15 +5,14 @@ of it no tool can avoid. Prints figures; asserts nothing.
 
 One fleet host (tests/fleet: Debian 13, its own sshd on 127.0.0.1, its own PID namespace).
 Everything a connection starts on the host (sshd-session, sshd-auth, the shell, python, the
-commands it runs) is reaped, directly or as an orphan, by the host's PID 1, its sshd; so the
-growth of that sshd's children CPU (/proc/PID/stat cutime + cstime) across a run is what the
-run cost the host. The clock ticks are 10 ms: each figure is a mean over --runs.
+commands it runs) descends from the host's PID 1, its sshd; what a run cost the host is measured
+as bench/run.py measures it (hosts_cpu: PID 1 and every process under it, with what they reaped).
+The clock ticks are 10 ms: each figure is a mean over --runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import subprocess
 import sys
@@ -26,45 +25,25 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 from bench import run as benchrun  # noqa: E402
 from tests.fleet import fleet as fleetmod  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 # what the agent's own start imports from the standard library (besides what python's start
 # loads anyway); facts bring `re` (with enum and functools)
 STDLIB = "import threading, select, _json, re, fnmatch"
 FIRST_RUN_HOSTS = 3
 
 
-def children_cpu(pid: int) -> float:
-    """CPU seconds of the reaped children (and theirs) of `pid`."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[13]) + int(fields[14])) / TICK   # cutime, cstime (fields 16 and 17)
-
-
-def settle(pid: int, quiet_for: float = 0.3, limit: float = 5.0) -> None:
-    """Wait until nothing more is reaped (an agent may finish after its controller left)."""
-    last, since, t0 = children_cpu(pid), time.monotonic(), time.monotonic()
-    while time.monotonic() - t0 < limit:
-        time.sleep(0.05)
-        now = children_cpu(pid)
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_for:
-            return
-
-
 def mean_host_cpu(pid: int, runs: int, step: object) -> tuple[float, float]:
     """(host CPU ms, controller CPU ms) per call of step(), averaged over `runs` calls."""
-    settle(pid)
-    host0 = children_cpu(pid)
+    host0 = benchrun.settled_hosts_cpu([pid])
     ctl0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     me0 = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(runs):
         step()  # type: ignore[operator]
-    settle(pid)
+    host1 = benchrun.settled_hosts_cpu([pid])
     ctl1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     me1 = resource.getrusage(resource.RUSAGE_SELF)
     ctl = (ctl1.ru_utime + ctl1.ru_stime - ctl0.ru_utime - ctl0.ru_stime
            + me1.ru_utime + me1.ru_stime - me0.ru_utime - me0.ru_stime)
-    return (children_cpu(pid) - host0) / runs * 1e3, ctl / runs * 1e3
+    return (host1 - host0) / runs * 1e3, ctl / runs * 1e3
 
 
 def first_runs(tools: list[str]) -> list[tuple[str, float, float]]:

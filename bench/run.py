@@ -78,9 +78,13 @@ class Row:
     noop: list[RunFigures] = field(default_factory=list)
     error: str = ""
 
+    def best_noop_run(self) -> RunFigures | None:
+        ok = [r for r in self.noop if r.rc == 0]
+        return min(ok, key=lambda r: r.seconds) if ok else None
+
     def noop_best(self) -> float | None:
-        ok = [r.seconds for r in self.noop if r.rc == 0]
-        return min(ok) if ok else None
+        best = self.best_noop_run()
+        return best.seconds if best else None
 
     def noop_mean(self) -> float | None:
         ok = [r.seconds for r in self.noop if r.rc == 0]
@@ -440,11 +444,6 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def _best_noop(r: Row) -> RunFigures | None:
-    ok = [x for x in r.noop if x.rc == 0]
-    return min(ok, key=lambda x: x.seconds) if ok else None
-
-
 def time_table(rows: list[Row], cores: int, which: str = "no-op") -> str:
     """Where a run's wall time went (`which`: the better "no-op" run, or the "first" run): the
     controller's CPU, the hosts' CPU (the test hosts run on this machine's cores too), the floor
@@ -453,7 +452,7 @@ def time_table(rows: list[Row], cores: int, which: str = "no-op") -> str:
     lines = ["| tool | hosts | %s wall s | controller CPU s | hosts' CPU s (per host) | "
              "CPU floor on %d cores s | beyond the floor s |" % (which, cores), "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        b = _best_noop(r) if which == "no-op" else (r.first if r.first and r.first.rc == 0 else None)
+        b = r.best_noop_run() if which == "no-op" else (r.first if r.first and r.first.rc == 0 else None)
         if b is None or not b.host_cpu_s:
             continue
         floor = (b.cpu_s + b.host_cpu_s) / cores

@@ -32,7 +32,7 @@ _SPAWN = getattr(os, "posix_spawn", None)
 _CHUNK = 65536
 
 # Started and not reaped yet: the agent kills these when its controller goes away.
-RUNNING: Dict[int, Proc] = {}
+RUNNING: Dict[int, _Group] = {}
 
 
 class Timeout(Exception):
@@ -65,7 +65,22 @@ def child_fd(fd: int) -> int:
     return 3 if fd != 3 else 4
 
 
-class Proc:
+class _Group:
+    """A started command in a session of its own: what RUNNING holds and the agent kills."""
+
+    pid: int
+    returncode: Optional[int]
+
+    def kill(self) -> None:
+        """SIGKILL to the command's whole process group (not reaped here)."""
+        if self.returncode is None:
+            try:
+                os.killpg(self.pid, SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+class Proc(_Group):
     """One started command. stdout and stderr are pipes; stdin is a pipe when asked, else /dev/null.
     `stdin`, `stdout` and `stderr` are file descriptors (None once closed)."""
 
@@ -174,14 +189,6 @@ class Proc:
             delay = min(delay * 2, 0.05)
         return self.returncode  # type: ignore[return-value]
 
-    def kill(self) -> None:
-        """SIGKILL to the command's whole process group (not reaped here: wait() does that)."""
-        if self.returncode is None:
-            try:
-                os.killpg(self.pid, SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
     def close_pipes(self) -> None:
         for name in ("stdin", "stdout", "stderr"):
             fd = getattr(self, name)
@@ -243,21 +250,14 @@ class Proc:
         return self.wait(), b"".join(out), b"".join(err)
 
 
-class Foreign:
+class Foreign(_Group):
     """A command started another way (subprocess, for a pty): killed with the rest when the
     controller goes away, until done() says it was reaped."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.returncode: Optional[int] = None
-        RUNNING[pid] = self  # type: ignore[assignment]
-
-    def kill(self) -> None:
-        if self.returncode is None:
-            try:
-                os.killpg(self.pid, SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        self.returncode = None
+        RUNNING[pid] = self
 
     def done(self) -> None:
         self.returncode = 0
