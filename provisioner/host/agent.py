@@ -253,9 +253,11 @@ class _Lines:
 
 
 def serve(bundle_line: Any, at_exit: Optional[Callable[[], None]] = None,
-          pending: Optional[List[bytes]] = None) -> None:
+          pending: Optional[List[bytes]] = None,
+          after_first: Optional[Callable[[], None]] = None) -> None:
     """Read requests from stdin until it closes (`pending`: ones the boot code read already);
     answer each on stdout. `bundle_line`: the bundle's line, or a function that makes it.
+    `after_first` runs once the first answer is sent (it keeps the bundle on the host).
 
     `at_exit` runs once the controller is gone (it writes the host's code cache); then the
     process ends without the interpreter's teardown, which would cost the host a few ms.
@@ -316,7 +318,12 @@ def serve(bundle_line: Any, at_exit: Optional[Callable[[], None]] = None,
             send(wire.dumps(resp).encode() + b"\n")
         except BrokenPipeError:
             break
+        if after_first is not None:
+            after_first()
+            after_first = None
     _kill_children()
+    if after_first is not None:
+        after_first()
     if at_exit is not None:
         at_exit()
     try:

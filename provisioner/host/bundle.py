@@ -70,12 +70,19 @@ def _keep(path, write):
             os.unlink(os.path.join(_CACHE_DIR, other))
 
 def _save_cache():
-    """Once the controller has its last answer: keep the code objects compiled this run, and the
-    bundle itself (unpacked: no base64 or zlib at the next start) when the controller named it (_K)
-    and sent it, for the next run to start from."""
+    """Once the controller is gone: keep the code objects compiled this run."""
     try:
         if _NEW:
             _keep(_CACHE, lambda f: marshal.dump(_CODE, f))
+    except Exception:
+        pass
+
+def _keep_bundle():
+    """Once the first answer is out (the controller reads it meanwhile): keep the bundle itself,
+    unpacked (no base64 or zlib at the next start), when the controller named it (_K) and sent it,
+    for the next run to start from. Before the next request is read, so that it is there by the
+    time the run's second answer is, whenever the controller goes."""
+    try:
         if _K:
             _keep(_K, lambda f: f.write(_B + b"\\n#end " + _K.rsplit("-", 1)[1].encode()))
     except Exception:
@@ -102,7 +109,7 @@ class _ProvisionImporter:
             exec(code, module.__dict__)
 sys.meta_path.insert(0, _ProvisionImporter())
 from provisioner.host.agent import serve
-serve(_L or (lambda: binascii.b2a_base64(zlib.compress(_B, 1), newline=False) + b"\\n"), _save_cache, _Q)
+serve(_L or (lambda: binascii.b2a_base64(zlib.compress(_B, 1), newline=False) + b"\\n"), _save_cache, _Q, _keep_bundle)
 '''
 
 

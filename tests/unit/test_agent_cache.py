@@ -146,6 +146,34 @@ def test_a_host_keeps_the_bundle_and_the_next_run_does_not_send_it(tmp_path: Pat
     assert not asked and replies[1]["stat"]["isdir"] is True
 
 
+def test_the_bundle_is_kept_by_the_second_answer_even_if_the_agent_is_killed_then(tmp_path: Path) -> None:
+    """The controller does not wait for an agent to exit: the bundle must be on disk by the time the
+    run's second answer arrives, not only once stdin closes. Here the agent is SIGKILLed right after
+    that answer (a controller gone, a session torn down), and the next run still starts from it."""
+    env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", BOOT_CODE, bundle.bundle_digest()],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(BOOT_MARKER + b"\n" + json.dumps({"op": "facts", "id": 0}).encode() + b"\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().rstrip() == NEED_MARKER
+    proc.stdin.write(bundle.bundle_line())
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline())["id"] == 0
+    proc.stdin.write(json.dumps({"op": "run", "module": "stat", "args": {"path": "/"}, "id": 1}).encode() + b"\n")
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline())["stat"]["isdir"] is True
+    [line] = kept(tmp_path)
+    proc.kill()
+    proc.wait(timeout=30)
+    proc.stdin.close()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert line.name == "bundle-" + bundle.bundle_digest()
+    asked, replies = run_named(tmp_path, [{"op": "facts"}])
+    assert not asked and replies[0]["facts"]["system"] == "Linux"
+
+
 def test_a_kept_bundle_others_may_write_or_damaged_or_another_is_not_used(tmp_path: Path) -> None:
     run_named(tmp_path, [{"op": "facts"}])
     [line] = kept(tmp_path)
