@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--accept-new-host-keys", action="store_true",
                         help="record unknown host keys (changed keys are still refused)")
         sp.add_argument("-T", "--timeout", type=float, default=10.0, help="SSH connect timeout in seconds")
+        sp.add_argument("--persist", type=float, metavar="SECONDS", default=float(os.environ.get("PROVISION_PERSIST") or 0),
+                        help="keep each host's connection and agent that long after the run, for the next run "
+                             "(as Ansible's ControlPersist; a per-user daemon holds them). Default 0 (off), or "
+                             "PROVISION_PERSIST")
         sp.add_argument("-F", "--ssh-config", metavar="FILE",
                         help="OpenSSH client config to read (default: ~/.ssh/config when it exists)")
         sp.add_argument("--insecure-no-host-key-check", action="store_true",
@@ -199,6 +203,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         extra_vars=parse_extra_vars(args.extra_vars), verbosity=args.verbose,
         known_hosts=[Path(k).expanduser() for k in args.known_hosts],
         accept_new_host_keys=args.accept_new_host_keys, connect_timeout=args.timeout,
+        persist=max(0.0, args.persist),
         insecure_no_host_key_check=args.insecure_no_host_key_check,
         ssh_config=Path(args.ssh_config).expanduser() if args.ssh_config else None,
         report_path=Path(args.report) if getattr(args, "report", None) else None,

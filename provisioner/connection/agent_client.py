@@ -24,8 +24,11 @@ class AgentError(Exception):
 
 class AgentSession:
     def __init__(self, connection: Connection, python: str = "python3",
-                 on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_progress: Callable[[dict[str, Any]], None] | None = None, persist: float = 0) -> None:
         self.connection = connection
+        # > 0: the agent is asked through this user's persist daemon, which keeps it that many
+        # seconds after the run for the next run (connection/persist.py); 0: the run connects itself
+        self.persist = persist
         # progress lines a module sends while it runs (apt's percentage...), before its reply
         self.on_progress = on_progress
         self.python = python
@@ -51,16 +54,46 @@ class AgentSession:
 
     def start(self, first: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Open the connection, start the agent and (optionally) send a first request with it."""
-        if not self.deferred:  # deferred: already open
-            self.connection.open()
         # -I: the host's PYTHON* variables and user site-packages must not change the agent.
         # -S: no `site` (the agent needs only the standard library): ~3 ms less per host.
+        argv = [self.python, "-I", "-S", "-c", BOOT_CODE, bundle_digest()]
+        if self.persist > 0 and not self.deferred and first is not None:
+            reply = self._start_kept(argv, first)
+            if reply is not None:
+                return reply
+        if not self.deferred:  # deferred: already open
+            self.connection.open()
         if first is None:  # nothing to ask yet: the bundle goes with the marker
-            self.stream = self.connection.start([self.python, "-I", "-S", "-c", BOOT_CODE])
+            self.stream = self.connection.start(argv[:-1])
             self.stream.write(BOOT_MARKER + b"\n" + bundle_line())
             return None
-        self.stream = self.connection.start([self.python, "-I", "-S", "-c", BOOT_CODE, bundle_digest()])
+        self.stream = self.connection.start(argv)
         return self._exchange(first, prefix=BOOT_MARKER + b"\n")
+
+    def _start_kept(self, argv: list[str], first: dict[str, Any]) -> dict[str, Any] | None:
+        """Start through the persist daemon: a kept agent answers at once, else the daemon connects
+        and the agent boots as over SSH. None: no daemon, or a host it does not serve (connect here)."""
+        from provisioner.connection import persist
+        target = getattr(self.connection, "target", None)
+        if target is None or target.jumps or target.proxy_command:
+            return None   # local, or a path the daemon would not take as this run does: connect here
+        got = persist.attach(target, argv, self.persist)
+        if got is None:
+            return None
+        self.stream, live = got
+        if not live:
+            return self._exchange(first, prefix=BOOT_MARKER + b"\n")
+        try:
+            return self._exchange(first)
+        except Unreachable:
+            # a kept agent that died since (its host rebooted, say): once more, on a new connection
+            self.stream.close()
+            got = persist.attach(target, argv, self.persist, fresh=True)
+            if got is None:
+                self.stream = None
+                return None
+            self.stream = got[0]
+            return self._exchange(first, prefix=BOOT_MARKER + b"\n")
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
         if self.deferred:

@@ -36,6 +36,7 @@ class RunOptions:
     insecure_no_host_key_check: bool = False
     ssh_config: Path | None = None  # None: ~/.ssh/config when it exists
     connect_timeout: float = 10.0
+    persist: float = 0.0    # seconds a daemon keeps each host's agent after the run (connection/persist.py)
     report_path: Path | None = None
     # What-if facts (executor/fake_facts.py): --facts-from's content; fake facts are used only in
     # check mode (plan, --check), and never by `provision facts`, which shows the gathered ones.

@@ -177,7 +177,7 @@ class Runner:
         python = str(hvars.get("ansible_python_interpreter", "python3"))
         if python == "auto" or python.startswith("auto_"):
             python = "python3"
-        return AgentSession(conn, python=python)
+        return AgentSession(conn, python=python, persist=self.options.persist)
 
     def connect(self, hr: HostRun, shown_as: str = "Gathering Facts") -> TaskResult:
         """Connect, start the agent and gather facts: one round trip."""

@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
-from bench.run import Row, RunFigures, goals, time_table
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+from bench.run import Row, RunFigures, TreeMemory, goals, run_measured, tagged_cpu, time_table
 
 
 def run(seconds: float, ctl: float = 0.0, hosts: float = 0.0, sessions: int = 1, n: int = 1) -> RunFigures:
@@ -34,3 +40,30 @@ def test_goals_say_met_or_not_from_one_runs_figures() -> None:
     assert "| controller memory <= 70 MB | 200 | 60 MB | yes |" in text
 
 
+
+
+def test_goals_are_checked_for_persist_too_and_apart() -> None:
+    rows = [Row("provision", 50, "v", first=run(30.0, n=50), noop=[run(2.0, n=50)]),
+            Row("provision-persist", 50, "v", first=run(31.0, n=50), noop=[run(1.5, sessions=0, n=50)]),
+            Row("pyinfra", 50, "v", first=run(36.0, sessions=15, n=50), noop=[run(4.5, sessions=15, n=50)])]
+    text = goals(rows)
+    assert "| no-op >= 2.5x faster than pyinfra | 50 | 2.25x (2.00 s vs 4.50 s) | **no** |" in text
+    assert "| no-op >= 2.5x faster than pyinfra, --persist | 50 | 3.00x (1.50 s vs 4.50 s) | yes |" in text
+    assert "| 1 SSH exec session per host, no-op, --persist | 50 | 0 | yes |" in text
+
+
+def test_the_cpu_of_what_outlives_the_tool_is_counted(tmp_path: Path) -> None:
+    """A process the tool leaves running (a persist daemon, an ssh master) spends CPU the tool's
+    rusage never sees: run_measured adds what tagged live processes spent during the run."""
+    tag = uuid.uuid4().hex
+    # the tool starts a detached child that burns ~0.3 s of CPU, then exits at once
+    code = ("import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+            "'import time\\nt=time.process_time()\\nwhile time.process_time()-t<0.3: pass\\ntime.sleep(30)'], "
+            "start_new_session=True)")
+    env = {**os.environ, "PROVISION_BENCH_TAG": tag}
+    r = run_measured([sys.executable, "-c", code + "; import time; time.sleep(0.8)"], env, tmp_path,
+                     tmp_path / "log", timeout=30)
+    assert r.rc == 0
+    assert r.detached_cpu_s >= 0.25 and r.cpu_s >= r.detached_cpu_s
+    for pid in tagged_cpu(tag, TreeMemory(tag, -1)):   # the child our tool started, by its PID
+        os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,212 @@
+"""`--persist SECONDS`: a per-user daemon keeps each host's connection and agent between runs
+(connection/persist.py), as Ansible's ControlPersist keeps ssh's. Real hosts, real sshd: what is
+asserted is what the host's sshd logged (a kept agent costs no new connection, no exec) and what
+the host holds, with the faults a lab meets: an agent that died on its host, a run killed
+mid-task, a daemon killed, a host gone, the time running out.
+
+Each test has its own daemon: XDG_RUNTIME_DIR points into the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provisioner.connection import persist
+from tests.fleet.fleet import Fleet
+
+pytestmark = pytest.mark.fleet
+
+REPO = Path(__file__).resolve().parents[2]
+
+PLAY = [{
+    "name": "persist", "hosts": "all", "gather_facts": True,
+    "tasks": [
+        {"name": "a file", "copy": {"content": "{{ inventory_hostname }}\n", "dest": "/tmp/persist-file"}},
+        {"name": "who", "command": "hostname", "register": "who", "changed_when": False},
+        {"name": "a nap", "command": "sleep {{ nap | default(0) }}", "when": "nap is defined", "changed_when": False},
+    ],
+}]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    run_dir = tmp_path / "xdg"
+    run_dir.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run_dir))   # this process's control() too
+    yield {**os.environ, "XDG_RUNTIME_DIR": str(run_dir)}
+    info = persist.control("stop")
+    if info is not None:
+        _wait_gone(info["pid"])
+
+
+def _wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # our grandchild (started detached by provision): reaped by init, not by us
+            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def playbook(tmp_path: Path) -> Path:
+    path = tmp_path / "persist.yml"
+    path.write_text(yaml.safe_dump(PLAY, sort_keys=False))
+    return path
+
+
+def apply(tmp_path: Path, inventory: Path, env: dict[str, str], *args: str,
+          persist_s: str = "30") -> tuple[int, str, dict]:
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "provisioner.cli", "apply", str(playbook(tmp_path)),
+                           "-i", str(inventory), "--persist", persist_s, "--report", str(report), *args],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=300, check=False)
+    return proc.returncode, proc.stdout, json.loads(report.read_text()) if report.exists() else {}
+
+
+def agents_on(fleet: Fleet, h) -> list[str]:
+    """The provision agents running on a host, read without SSH (nsenter)."""
+    out = fleet.host_exec(h, ["ps", "-eo", "pid=,args="]).stdout.decode()
+    return [line for line in out.splitlines() if "provision-boot" in line and "ps -eo" not in line]
+
+
+def test_the_next_run_uses_the_kept_agents_no_new_connection(
+        fleet_factory: Callable[..., Fleet], tmp_path: Path, env: dict[str, str]) -> None:
+    fleet = fleet_factory(2)
+    inventory = fleet.write_inventory(tmp_path / "inventory.yml")
+    rc, out, report = apply(tmp_path, inventory, env)
+    assert rc == 0, out
+    assert "changed=1" in out
+    info = persist.control("info")
+    assert info is not None and info["kept"] == 2 and info["attached"] == 0
+    for h in fleet.hosts:
+        assert len(agents_on(fleet, h)) == 1
+    fleet.reset_log()
+    for _ in range(2):
+        rc, out, report = apply(tmp_path, inventory, env)
+        assert rc == 0, out
+        assert "changed=0" in out and "changed=1" not in out
+        assert {r["host"]: r["result"]["stdout"] for r in report["results"] if r["task"] == "who"} == \
+            {h.name: fleet.host_exec(h, ["hostname"]).stdout.decode().strip() for h in fleet.hosts}
+    for h in fleet.hosts:
+        counts = fleet.session_counts(h)
+        assert counts["connections"] == 0 and counts["accepted"] == 0 and counts["exec"] == 0, counts
+        assert len(agents_on(fleet, h)) == 1
+    # without --persist the run connects itself, and leaves the kept agents be
+    rc, out, _ = apply(tmp_path, inventory, env, persist_s="0")
+    assert rc == 0, out
+    assert all(fleet.session_counts(h)["accepted"] == 1 for h in fleet.hosts)
+    info = persist.control("stop")
+    assert info is not None and _wait_gone(info["pid"])
+    assert not list((tmp_path / "xdg" / "provision").glob("*.sock"))
+    deadline = time.monotonic() + 10
+    while any(agents_on(fleet, h) for h in fleet.hosts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(agents_on(fleet, h) for h in fleet.hosts), "stop left agents running on the hosts"
+
+
+def test_an_agent_that_died_on_its_host_is_replaced(
+        fleet_factory: Callable[..., Fleet], tmp_path: Path, env: dict[str, str]) -> None:
+    fleet = fleet_factory(2)
+    inventory = fleet.write_inventory(tmp_path / "inventory.yml")
+    assert apply(tmp_path, inventory, env)[0] == 0
+    h1, h2 = fleet.hosts
+    [line] = agents_on(fleet, h1)
+    fleet.host_exec(h1, ["kill", "-9", line.split()[0]])   # the agent we started, by its PID
+    fleet.reset_log()
+    rc, out, _ = apply(tmp_path, inventory, env)
+    assert rc == 0, out
+    assert fleet.session_counts(h1)["accepted"] == 1       # a new connection for the dead one
+    assert fleet.session_counts(h2)["accepted"] == 0       # the other kept its agent
+
+
+def test_a_run_killed_mid_task_does_not_leave_its_agent_to_the_next(
+        fleet_factory: Callable[..., Fleet], tmp_path: Path, env: dict[str, str]) -> None:
+    fleet = fleet_factory(1)
+    h = fleet.hosts[0]
+    inventory = fleet.write_inventory(tmp_path / "inventory.yml")
+    assert apply(tmp_path, inventory, env)[0] == 0
+    proc = subprocess.Popen([sys.executable, "-m", "provisioner.cli", "apply", str(playbook(tmp_path)),
+                             "-i", str(inventory), "--persist", "30", "-e", "nap=60"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while b"sleep 60" not in fleet.host_exec(h, ["ps", "-eo", "args="]).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.kill()   # the run dies while its agent runs a task
+    proc.wait()
+    # the daemon does not keep an agent in mid-request: it closes it, which ends the task's process
+    deadline = time.monotonic() + 10
+    while b"sleep 60" in fleet.host_exec(h, ["ps", "-eo", "args="]).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert b"sleep 60" not in fleet.host_exec(h, ["ps", "-eo", "args="]).stdout
+    fleet.reset_log()
+    rc, out, _ = apply(tmp_path, inventory, env)
+    assert rc == 0 and "changed=0" in out, out
+    assert fleet.session_counts(h)["accepted"] == 1
+
+
+def test_a_killed_daemon_is_replaced_and_the_run_goes_on(
+        fleet_factory: Callable[..., Fleet], tmp_path: Path, env: dict[str, str]) -> None:
+    fleet = fleet_factory(1)
+    inventory = fleet.write_inventory(tmp_path / "inventory.yml")
+    assert apply(tmp_path, inventory, env)[0] == 0
+    info = persist.control("info")
+    assert info is not None
+    os.kill(info["pid"], signal.SIGKILL)   # started by our run: its PID, from the daemon itself
+    assert _wait_gone(info["pid"])
+    assert list((tmp_path / "xdg" / "provision").glob("*.sock"))   # left behind
+    rc, out, _ = apply(tmp_path, inventory, env)
+    assert rc == 0 and "changed=0" in out, out
+    again = persist.control("info")
+    assert again is not None and again["pid"] != info["pid"] and again["kept"] == 1
+
+
+def test_a_host_that_is_gone_is_unreachable_as_without_persist(
+        fleet_factory: Callable[..., Fleet], tmp_path: Path, env: dict[str, str]) -> None:
+    fleet = fleet_factory(2)
+    inventory = fleet.write_inventory(tmp_path / "inventory.yml")
+    h1, h2 = fleet.hosts
+    fleet.stop(h2)
+    rc, out, report = apply(tmp_path, inventory, env)
+    rc0, out0, report0 = apply(tmp_path, inventory, env, persist_s="0")
+    assert rc == rc0 != 0
+    msgs = [(r["status"], r["msg"]) for r in report["results"] if r["host"] == h2.name]
+    msgs0 = [(r["status"], r["msg"]) for r in report0["results"] if r["host"] == h2.name]
+    assert msgs == msgs0 == [("unreachable", f"cannot connect to root@{h2.address}:{h2.port}: connection refused")]
+    assert f"{h1.name}" in out and "unreachable=1" in out
+
+
+def test_the_daemon_and_the_agents_are_gone_when_the_time_runs_out(
+        fleet_factory: Callable[..., Fleet], tmp_path: Path, env: dict[str, str]) -> None:
+    fleet = fleet_factory(1)
+    h = fleet.hosts[0]
+    inventory = fleet.write_inventory(tmp_path / "inventory.yml")
+    assert apply(tmp_path, inventory, env, persist_s="1")[0] == 0
+    info = persist.control("info")
+    assert info is not None and info["kept"] == 1
+    assert _wait_gone(info["pid"], timeout=15)
+    assert persist.control("info") is None
+    assert not list((tmp_path / "xdg" / "provision").glob("*.sock"))
+    deadline = time.monotonic() + 10
+    while agents_on(fleet, h) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert agents_on(fleet, h) == []
+    # the agent wrote its code cache as it ended, as after a run without persist
+    assert list(h.path("/root/.cache/provision").glob("code-*"))
