@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("compat", help="print the version matrix (CUDA, drivers, cuDNN, ROCm) and its sources")
     sp.add_argument("--json", action="store_true", help="the matrix as JSON")
     sp.add_argument("-v", "--verbose", action="count", default=0)
+    sp = sub.add_parser("persist", help="the connections --persist keeps: say what is kept, or stop the daemon "
+                        "and close them (as `ssh -O exit`)")
+    sp.add_argument("action", choices=("status", "stop"), nargs="?", default="status")
     sp = sub.add_parser("facts", help="print hosts' facts as JSON")
     sp.add_argument("hosts", nargs="*", default=["all"])
     common(sp)
@@ -179,6 +182,20 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
+def _persist(action: str) -> int:
+    """`provision persist [status|stop]`: 0, with a line; 1 when no daemon runs."""
+    from provisioner.connection import persist
+    info = persist.control(action)
+    if info is None:
+        print("no persist daemon runs for this user (provision apply --persist SECONDS starts one)")
+        return 1
+    if action == "stop":
+        print(f"stopped the persist daemon (pid {info['pid']}): {info['kept']} kept agent(s) closed")
+    else:
+        print(f"persist daemon pid {info['pid']}: {info['kept']} agent(s) kept, {info['attached']} in a run now")
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "compat":
         return _compat(args)
@@ -186,6 +203,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _init(Path(args.directory))
     if args.command == "report":
         return _report(args)
+    if args.command == "persist":
+        return _persist(args.action)
     from provisioner import vault
     from provisioner.executor.context import RunOptions
     from provisioner.executor.fake_facts import load_facts_file

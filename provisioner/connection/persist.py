@@ -546,14 +546,15 @@ class Daemon:
             self.running = False
 
     def _control(self, sock: socket.socket, op: str) -> None:
+        """info, or stop: the figures are those before stopping."""
+        self._answer(sock, {"pid": os.getpid(), "kept": sum(len(v) for v in self.kept.values()),
+                            "attached": len(self.by_client)})
+        sock.close()
         if op == "stop":
             for agents in list(self.kept.values()):
                 for agent in list(agents):
                     self._forget(agent)
             self.running = False
-        self._answer(sock, {"pid": os.getpid(), "kept": sum(len(v) for v in self.kept.values()),
-                            "attached": len(self.by_client)})
-        sock.close()
 
 
 def main(argv: list[str]) -> int:

@@ -142,6 +142,9 @@ class Agent:
         if op == "facts":
             from provisioner.host import facts
             self.facts = facts.gather(Host())
+            for sub in self.subagents.values():  # kept from an earlier run (--persist): today's facts
+                if sub.proc.poll() is None:
+                    sub.call({"op": "set_facts", "facts": self.facts})
             return {"facts": self.facts}
         if op == "set_facts":
             self.facts = req["facts"]

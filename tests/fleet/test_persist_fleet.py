@@ -81,6 +81,11 @@ def apply(tmp_path: Path, inventory: Path, env: dict[str, str], *args: str,
     return proc.returncode, proc.stdout, json.loads(report.read_text()) if report.exists() else {}
 
 
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "provisioner.cli", *args], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60, check=False)
+
+
 def agents_on(fleet: Fleet, h) -> list[str]:
     """The provision agents running on a host, read without SSH (nsenter)."""
     out = fleet.host_exec(h, ["ps", "-eo", "pid=,args="]).stdout.decode()
@@ -113,9 +118,16 @@ def test_the_next_run_uses_the_kept_agents_no_new_connection(
     rc, out, _ = apply(tmp_path, inventory, env, persist_s="0")
     assert rc == 0, out
     assert all(fleet.session_counts(h)["accepted"] == 1 for h in fleet.hosts)
-    info = persist.control("stop")
-    assert info is not None and _wait_gone(info["pid"])
+    # what an admin sees of it, and how they end it (as `ssh -O exit`)
+    info = persist.control("info")
+    assert info is not None
+    status = cli(env, "persist")
+    assert status.returncode == 0 and status.stdout == f"persist daemon pid {info['pid']}: 2 agent(s) kept, 0 in a run now\n"
+    stop = cli(env, "persist", "stop")
+    assert stop.returncode == 0 and stop.stdout == f"stopped the persist daemon (pid {info['pid']}): 2 kept agent(s) closed\n"
+    assert _wait_gone(info["pid"])
     assert not list((tmp_path / "xdg" / "provision").glob("*.sock"))
+    assert cli(env, "persist").returncode == 1
     deadline = time.monotonic() + 10
     while any(agents_on(fleet, h) for h in fleet.hosts) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -210,3 +222,29 @@ def test_the_daemon_and_the_agents_are_gone_when_the_time_runs_out(
     assert agents_on(fleet, h) == []
     # the agent wrote its code cache as it ended, as after a run without persist
     assert list(h.path("/root/.cache/provision").glob("code-*"))
+
+
+def test_become_through_a_kept_agent(fleet_factory: Callable[..., Fleet], tmp_path: Path,
+                                     env: dict[str, str]) -> None:
+    """admin logs in, becomes builder through sudo with a password; the next run reuses admin's
+    agent and its sudo'd agent: the same users, nothing new on the host's sshd."""
+    from tests.fleet.test_become_fleet import BECOME_PLAY, ids, owner
+    fleet = fleet_factory(1)
+    h = fleet.hosts[0]
+    assert fleet.run(h, "useradd --create-home --shell /bin/sh builder")[0] == 0
+    inventory = fleet.write_inventory(tmp_path / "inventory.yml", user="admin")
+    book = tmp_path / "become.yml"
+    book.write_text(yaml.safe_dump(BECOME_PLAY, sort_keys=False))
+    runs = []
+    for _ in range(2):
+        fleet.reset_log()
+        report = tmp_path / "report.json"
+        proc = subprocess.run([sys.executable, "-m", "provisioner.cli", "apply", str(book), "-i", str(inventory),
+                               "--persist", "30", "--report", str(report)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout
+        results = {r["task"]: r["result"] for r in json.loads(report.read_text())["results"]}
+        runs.append((results["who logs in"]["stdout"], results["who am I as builder"]["stdout"],
+                     fleet.session_counts(h)["accepted"]))
+    assert runs == [("admin", "builder", 1), ("admin", "builder", 0)]
+    assert owner(h, "/home/builder/made") == ids(h, "builder")
