@@ -43,3 +43,30 @@ def test_bench_quick_provision_one_host(fleet_image, tmp_path):
         assert run["exec_sessions"] and max(run["exec_sessions"]) <= 2, run
         assert run["peak_rss"] > 0
         assert run["host_cpu_s"] > 0, run  # the host's sshd, python, dpkg-query: never nothing
+
+
+def test_bench_quick_provision_persist_one_host(fleet_image, tmp_path):
+    """provision-persist: the no-op runs find the host's agent kept (no exec session), and the bench
+    stops the daemon when the size is done. (That the CPU of what a tool leaves running is counted:
+    tests/unit/test_bench_report.py; one host's relay is under a 10 ms tick.)"""
+    figures = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--hosts", "1", "--tools", "provision-persist",
+         "--json", str(figures)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result,) = json.loads(figures.read_text())["rows"]
+    assert result["tool"] == "provision-persist" and result["first"]["rc"] == 0 and not result["error"], result
+    for run in result["noop"]:
+        assert run["rc"] == 0 and run["changed"] == 0 and run["exec_sessions"] == [0], run
+        assert run["cpu_s"] >= run["detached_cpu_s"] >= 0, run   # a 1-host relay can read 0 ticks
+    daemons = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).startswith(
+        f"{sys.executable} -m provisioner.connection.persist /var/tmp/provision-bench/runs/provision-persist-1-")]
+    assert daemons == [], "the bench left its persist daemon running"
+
+
+def _cmdline(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
