@@ -111,11 +111,15 @@ class PersistStream:
 
 
 def _target_dict(target: SSHTarget) -> dict[str, Any]:
+    """The target as JSON, its files made absolute here: the daemon's cwd is not this run's."""
     data = asdict(target)
 
+    def absolute(p: Any) -> str:
+        return os.path.abspath(os.path.expanduser(str(p)))
+
     def plain(d: dict[str, Any]) -> dict[str, Any]:
-        d["known_hosts"] = [str(p) for p in d["known_hosts"]]
-        d["key_files"] = list(d["key_files"])
+        d["known_hosts"] = [absolute(p) for p in d["known_hosts"]]
+        d["key_files"] = [absolute(p) for p in d["key_files"]]
         d["jumps"] = [plain(j) for j in d["jumps"]]
         return d
     return plain(data)
@@ -156,6 +160,7 @@ def _spawn(path: Path, idle: float) -> None:
 
 
 _START_LOCK = threading.Lock()
+_START_FAILED: list[bool] = []   # a daemon this run started did not answer: do not try again per host
 
 
 def daemon_socket(idle: float, start: bool = True) -> socket.socket | None:
@@ -168,12 +173,15 @@ def daemon_socket(idle: float, start: bool = True) -> socket.socket | None:
     if sock is not None or not start:
         return sock
     with _START_LOCK:  # one start per run, however many hosts ask at once
+        if _START_FAILED:
+            return None
         sock = _connect(path)
         if sock is not None:
             return sock
         try:
             _spawn(path, idle)
         except OSError:
+            _START_FAILED.append(True)
             return None
         deadline = time.monotonic() + START_WAIT_S
         while time.monotonic() < deadline:
@@ -181,6 +189,7 @@ def daemon_socket(idle: float, start: bool = True) -> socket.socket | None:
             sock = _connect(path)
             if sock is not None:
                 return sock
+        _START_FAILED.append(True)
     return None
 
 
@@ -207,9 +216,10 @@ def attach(target: SSHTarget, argv: list[str], idle: float,
     sock = daemon_socket(idle)
     if sock is None:
         return None
-    answer = _ask(sock, {"target": _target_dict(target), "argv": argv, "idle": idle, "fresh": fresh},
-                  target.timeout * (1 + len(target.jumps)) + HEADER_TIMEOUT_S)
-    if answer is None:
+    header = {"target": _target_dict(target), "argv": argv, "idle": idle, "fresh": fresh,
+              "auth_sock": os.environ.get("SSH_AUTH_SOCK")}
+    answer = _ask(sock, header, target.timeout * (1 + len(target.jumps)) + HEADER_TIMEOUT_S)
+    if answer is None or "direct" in answer:   # no answer, or one that says: connect yourself
         sock.close()
         return None
     if "unreachable" in answer:
@@ -219,8 +229,8 @@ def attach(target: SSHTarget, argv: list[str], idle: float,
 
 
 def control(op: str) -> dict[str, Any] | None:
-    """`info` ({pid, kept, attached}) or `stop` (close every kept agent and exit) to a running
-    daemon; None when none runs."""
+    """`info` ({pid, kept, attached}) or `stop` (close every kept agent, let the runs in progress
+    finish, then exit) to a running daemon; None when none runs."""
     sock = daemon_socket(0, start=False)
     if sock is None:
         return None
@@ -257,6 +267,10 @@ class LineCounter:
             start = end + 1
 
 
+LIMIT = 1 << 20   # bytes held per direction for one agent before the side that sends them is paused
+HEADER_DEADLINE_S = 10.0
+
+
 class _Agent:
     """An agent's command on a host, with its connection, attached to a run or kept."""
 
@@ -265,13 +279,21 @@ class _Agent:
         self.client: socket.socket | None = None
         self.requests = LineCounter()
         self.replies = LineCounter()
+        self.to_channel = bytearray()   # from the run, not yet taken by the channel (its window)
+        self.to_client = bytearray()    # from the host, not yet taken by the run's socket
+        self.client_events = 0          # what the run's socket is registered for now
+        self.reading = False            # whether the channel is registered
         self.kept_since = 0.0
         self.err = b""   # the last of what the command wrote on stderr
 
     def balanced(self) -> bool:
-        return (self.requests.between and self.replies.between
-                and self.requests.count == self.replies.count and not self.channel.closed
-                and not self.channel.exit_status_ready())
+        """Between two requests (every request answered, no line begun), booted (a run had an
+        answer: a run that left before it sent the boot marker leaves an agent that waits for it),
+        nothing unsent or unread, and its command still running."""
+        return (self.replies.count > 0 and self.requests.between and self.replies.between
+                and self.requests.count == self.replies.count and not self.to_channel
+                and not self.channel.closed and not self.channel.exit_status_ready()
+                and not self.channel.recv_ready())
 
     def close(self) -> None:
         try:
@@ -283,39 +305,51 @@ class _Agent:
 
 
 class Daemon:
-    """One select loop relays every run's bytes; connecting (SSH's handshake) runs in threads."""
+    """One select loop relays every run's bytes, never blocking on one of them: what a side cannot
+    take yet is held (up to LIMIT, then its sender is paused). SSH handshakes run in threads."""
 
     def __init__(self, path: Path, idle: float) -> None:
         import selectors
         self.path, self.idle = path, idle
         self.sel = selectors.DefaultSelector()
         self.kept: dict[str, list[_Agent]] = {}
-        self.by_channel: dict[int, _Agent] = {}    # the channel's fileno -> its agent
-        self.by_client: dict[int, _Agent] = {}     # the run's socket fileno -> its agent
-        self.pending: dict[int, bytes] = {}        # a run's socket whose header is not read yet
+        self.attached: set[_Agent] = set()
+        self.stalled: set[_Agent] = set()          # holding bytes the channel's window did not take
+        self.pending: dict[socket.socket, tuple[bytes, float]] = {}   # header not read yet: (bytes, deadline)
         self.connecting = 0
         self.done: list[tuple[socket.socket, Any]] = []   # from the connecting threads
         self.lock = threading.Lock()
         self.wake_r, self.wake_w = os.pipe()
         self.last_busy = time.monotonic()
         self.running = True
+        self.stopping = False
 
     # the loop -----------------------------------------------------------------------------------
     def serve(self, server: socket.socket) -> None:
         import selectors
-        self.sel.register(server, selectors.EVENT_READ, "server")
-        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.sel.register(server, selectors.EVENT_READ, ("server", None))
+        self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
         while self.running:
-            for key, _ in self.sel.select(timeout=1.0):
+            events = self.sel.select(timeout=0.02 if self.stalled else 1.0)
+            for key, mask in events:
                 try:
-                    self._event(server, key)
+                    self._event(server, key, mask)
                 except Exception:  # one host's trouble must not end the others' agents: log it, go on
                     import traceback
                     traceback.print_exc()
+            for agent in list(self.stalled):
+                self._flush_channel(agent)
+            if not events:
+                # paramiko's pipe for a channel is one for stdout and stderr, set and cleared under
+                # two locks: it can be cleared with stdout waiting. Look, once a quiet second.
+                for agent in list(self.attached):
+                    if agent.reading and agent.channel.recv_ready():
+                        self._from_channel(agent)
             self._expire()
 
-    def _event(self, server: socket.socket, key: Any) -> None:
-        what = key.data
+    def _event(self, server: socket.socket, key: Any, mask: int) -> None:
+        import selectors
+        what, agent = key.data
         if what == "server":
             self._accept(server)
         elif what == "wake":
@@ -324,9 +358,12 @@ class Daemon:
         elif what == "header":
             self._header(key.fileobj)
         elif what == "client":
-            self._from_client(key.fileobj)
+            if mask & selectors.EVENT_WRITE:
+                self._flush_client(agent)
+            if mask & selectors.EVENT_READ and agent.client is key.fileobj:
+                self._from_client(agent)
         elif what == "channel":
-            self._from_channel(self.by_channel.get(key.fd))
+            self._from_channel(agent)
 
     def _accept(self, server: socket.socket) -> None:
         import selectors
@@ -338,36 +375,36 @@ class Daemon:
         if uid != os.geteuid():
             sock.close()
             return
-        self.pending[sock.fileno()] = b""
-        self.sel.register(sock, selectors.EVENT_READ, "header")
+        self.pending[sock] = (b"", time.monotonic() + HEADER_DEADLINE_S)
+        self.sel.register(sock, selectors.EVENT_READ, ("header", None))
 
     def _header(self, sock: socket.socket) -> None:
-        fd = sock.fileno()
         try:
             data = sock.recv(65536)
         except OSError:
             data = b""
-        if not data:
-            self.pending.pop(fd, None)
-            self.sel.unregister(sock)
-            sock.close()
+        buf = self.pending[sock][0] + data
+        if data and b"\n" not in buf:
+            self.pending[sock] = (buf, self.pending[sock][1])
             return
-        buf = self.pending[fd] + data
-        if b"\n" not in buf:
-            self.pending[fd] = buf
-            return
-        del self.pending[fd]
+        del self.pending[sock]
         self.sel.unregister(sock)
         try:
             header = json.loads(buf[:buf.index(b"\n")])
-        except ValueError:
+            if not isinstance(header, dict):
+                raise ValueError("not an object")
+        except ValueError:   # also: the run left before its header was whole
             sock.close()
             return
         op = header.get("op")
         if op is not None:
-            self._control(sock, op)
+            self._control(sock, str(op))
             return
         self.last_busy = time.monotonic()
+        if self.stopping:
+            self._answer(sock, {"direct": "the persist daemon is stopping"})
+            sock.close()
+            return
         try:
             argv = [str(a) for a in header["argv"]]
             key = hashlib.sha256(json.dumps([header["target"], argv], sort_keys=True).encode()).hexdigest()
@@ -382,11 +419,16 @@ class Daemon:
         while kept and not header.get("fresh"):
             agent = kept.pop()
             if agent.balanced():
-                self._attach(sock, agent, live=True)
+                self._attach(sock, agent, live=True, idle=idle)
                 return
             self._forget(agent)
         for agent in list(kept) if header.get("fresh") else ():
             self._forget(agent)
+        if not target.key_files and header.get("auth_sock") != os.environ.get("SSH_AUTH_SOCK"):
+            # the keys of another ssh-agent than the one this daemon was started with
+            self._answer(sock, {"direct": "another ssh-agent than the daemon's"})
+            sock.close()
+            return
         self.connecting += 1
         threading.Thread(target=self._open, args=(sock, key, target, argv, idle), daemon=True).start()
 
@@ -415,21 +457,21 @@ class Daemon:
                 self._answer(sock, {"unreachable": result})
                 sock.close()
             else:
-                self._attach(sock, result, live=False)
+                self._attach(sock, result, live=False, idle=result.idle)
 
-    def _attach(self, sock: socket.socket, agent: _Agent, live: bool) -> None:
-        import selectors
+    def _attach(self, sock: socket.socket, agent: _Agent, live: bool, idle: float) -> None:
         if not self._answer(sock, {"live": live}):
             sock.close()
-            self._keep(agent) if live else self._drop(agent)
+            if live and agent.balanced():
+                self._keep(agent)
+            else:
+                self._forget(agent)
             return
-        agent.client = sock
+        sock.setblocking(False)
+        agent.client, agent.idle = sock, idle
         agent.channel.settimeout(0.0)
-        self.by_client[sock.fileno()] = agent
-        self.sel.register(sock, selectors.EVENT_READ, "client")
-        if not live:
-            self.by_channel[agent.channel.fileno()] = agent
-            self.sel.register(agent.channel.fileno(), selectors.EVENT_READ, "channel")
+        self.attached.add(agent)
+        self._update(agent)
 
     @staticmethod
     def _answer(sock: socket.socket, answer: dict[str, Any]) -> bool:
@@ -440,28 +482,63 @@ class Daemon:
             return False
 
     # relaying -------------------------------------------------------------------------------------
-    def _from_client(self, sock: socket.socket) -> None:
-        agent = self.by_client.get(sock.fileno())
-        if agent is None:
-            return
+    def _update(self, agent: _Agent) -> None:
+        """Register what each side can take now: the run's socket for reading while the channel is
+        not behind, for writing while bytes wait for it; the channel while the run is not behind."""
+        import selectors
+        if agent.client is not None:
+            want = (selectors.EVENT_READ if len(agent.to_channel) < LIMIT else 0) | \
+                (selectors.EVENT_WRITE if agent.to_client else 0)
+            if want != agent.client_events:
+                if agent.client_events == 0:
+                    self.sel.register(agent.client, want, ("client", agent))
+                elif want == 0:
+                    self.sel.unregister(agent.client)
+                else:
+                    self.sel.modify(agent.client, want, ("client", agent))
+                agent.client_events = want
+        read = len(agent.to_client) < LIMIT
+        if read != agent.reading:
+            if read:
+                self.sel.register(agent.channel.fileno(), selectors.EVENT_READ, ("channel", agent))
+            else:
+                self.sel.unregister(agent.channel.fileno())
+            agent.reading = read
+
+    def _from_client(self, agent: _Agent) -> None:
         try:
-            data = sock.recv(65536)
+            data = agent.client.recv(65536) if agent.client is not None else b""
+        except BlockingIOError:
+            return
         except OSError:
             data = b""
-        if data:
-            agent.requests.feed(data)
-            try:
-                agent.channel.settimeout(None)
-                agent.channel.sendall(data)
-                agent.channel.settimeout(0.0)
-                return
-            except Exception:
-                pass
-        self._detach(agent)
-
-    def _from_channel(self, agent: _Agent | None) -> None:
-        if agent is None:
+        if not data:
+            self._detach(agent)
             return
+        agent.requests.feed(data)
+        agent.to_channel += data
+        self._flush_channel(agent)
+
+    def _flush_channel(self, agent: _Agent) -> None:
+        while agent.to_channel:
+            try:
+                n = agent.channel.send(bytes(agent.to_channel[:32768]))
+            except socket.timeout:   # the window is full: later (the loop retries stalled agents)
+                break
+            except Exception:
+                n = 0
+            if n == 0:   # closed: its EOF comes through the channel's side
+                agent.to_channel.clear()
+                break
+            del agent.to_channel[:n]
+        if agent.to_channel:
+            self.stalled.add(agent)
+        else:
+            self.stalled.discard(agent)
+        if agent.client is not None or agent in self.attached:
+            self._update(agent)
+
+    def _from_channel(self, agent: _Agent) -> None:
         try:
             data = agent.channel.recv(65536)
         except socket.timeout:  # woken by stderr (the channel's pipe is set for both): keep its tail
@@ -478,10 +555,8 @@ class Daemon:
             if agent.client is None:   # a kept agent said something: it is not between requests
                 self._forget(agent)
                 return
-            try:
-                agent.client.sendall(data)
-            except OSError:
-                self._detach(agent)
+            agent.to_client += data
+            self._flush_client(agent)
             return
         # the command ended (or the connection broke): tell the run what it said on stderr
         err = agent.err
@@ -490,23 +565,46 @@ class Daemon:
                 err = (err + agent.channel.recv_stderr(65536))[-300:]
         except Exception:
             pass
-        client = agent.client
-        self._forget(agent)
+        client, agent.client = agent.client, None
         if client is not None:
-            try:
-                client.sendall(b"\0" + err.replace(b"\n", b" ") + b"\n")
+            self._unregister_client(agent, client)
+            try:   # what it has not taken yet, then the end; a bounded wait, on this rare path only
+                client.settimeout(5.0)
+                client.sendall(bytes(agent.to_client) + b"\0" + err.replace(b"\n", b" ") + b"\n")
             except OSError:
                 pass
             client.close()
+        self._forget(agent)
+
+    def _flush_client(self, agent: _Agent) -> None:
+        client = agent.client
+        if client is None:
+            agent.to_client.clear()
+            return
+        try:
+            n = client.send(agent.to_client)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self._detach(agent)
+            return
+        del agent.to_client[:n]
+        self._update(agent)
+
+    def _unregister_client(self, agent: _Agent, client: socket.socket) -> None:
+        if agent.client_events:
+            self.sel.unregister(client)
+            agent.client_events = 0
 
     def _detach(self, agent: _Agent) -> None:
         """The run closed its socket: keep its agent for the next run, if between requests."""
         client, agent.client = agent.client, None
         if client is not None:
-            self.by_client.pop(client.fileno(), None)
-            self.sel.unregister(client)
+            self._unregister_client(agent, client)
             client.close()
-        if agent.balanced():
+        agent.to_client.clear()
+        self.attached.discard(agent)
+        if not self.stopping and agent.balanced():
             self._keep(agent)
         else:
             self._forget(agent)
@@ -515,46 +613,51 @@ class Daemon:
     def _keep(self, agent: _Agent) -> None:
         agent.kept_since = time.monotonic()
         self.kept.setdefault(agent.key, []).append(agent)
+        self._update(agent)   # reading: a kept agent's EOF (its host went) is noticed
 
     def _forget(self, agent: _Agent) -> None:
         """An agent no run will use again: unregister it, close it."""
-        fd = agent.channel.fileno()
-        if self.by_channel.pop(fd, None) is not None:
-            self.sel.unregister(fd)
-        if agent.client is not None:
-            self.by_client.pop(agent.client.fileno(), None)
-            self.sel.unregister(agent.client)
-            agent.client.close()
-            agent.client = None
+        if agent.reading:
+            self.sel.unregister(agent.channel.fileno())
+            agent.reading = False
+        client, agent.client = agent.client, None
+        if client is not None:
+            self._unregister_client(agent, client)
+            client.close()
+        self.attached.discard(agent)
+        self.stalled.discard(agent)
         kept = self.kept.get(agent.key)
         if kept and agent in kept:
             kept.remove(agent)
-        self._drop(agent)
-
-    def _drop(self, agent: _Agent) -> None:
         threading.Thread(target=agent.close, daemon=True).start()  # closing waits on the host
 
     def _expire(self) -> None:
         now = time.monotonic()
+        for sock, (_, deadline) in list(self.pending.items()):
+            if now > deadline:   # a run that never finished its header
+                del self.pending[sock]
+                self.sel.unregister(sock)
+                sock.close()
         for agents in list(self.kept.values()):
             for agent in list(agents):
                 if now - agent.kept_since > agent.idle:
                     self._forget(agent)
         self.kept = {k: v for k, v in self.kept.items() if v}
-        if not self.kept and not self.by_client and not self.pending and not self.connecting \
-                and now - self.last_busy > self.idle:
+        quiet = not self.attached and not self.pending and not self.connecting
+        if quiet and (self.stopping or (not self.kept and now - self.last_busy > self.idle)):
             self.running = False
 
     def _control(self, sock: socket.socket, op: str) -> None:
-        """info, or stop: the figures are those before stopping."""
+        """info, or stop: the figures are those before stopping. Stopping closes the kept agents
+        now; the runs in progress finish first (their agents are not kept), then the daemon exits."""
         self._answer(sock, {"pid": os.getpid(), "kept": sum(len(v) for v in self.kept.values()),
-                            "attached": len(self.by_client)})
+                            "attached": len(self.attached)})
         sock.close()
         if op == "stop":
+            self.stopping = True
             for agents in list(self.kept.values()):
                 for agent in list(agents):
                     self._forget(agent)
-            self.running = False
 
 
 def main(argv: list[str]) -> int:
@@ -571,25 +674,32 @@ def main(argv: list[str]) -> int:
         path.unlink()
     except FileNotFoundError:
         pass
+    log = path.with_suffix(".log")
+    if log.exists() and log.stat().st_size > 1 << 20:   # tracebacks only; keep it small
+        os.truncate(log, 0)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
         server.bind(str(path))
     finally:
         os.umask(old)
+    bound = path.stat().st_ino
     server.listen(256)
     daemon = Daemon(path, idle)
     try:
         daemon.serve(server)
     finally:
-        try:
-            path.unlink()
+        try:   # ours only: a daemon started after this one's directory was removed binds the same name
+            if path.stat().st_ino == bound:
+                path.unlink()
         except FileNotFoundError:
             pass
         server.close()
         for agents in daemon.kept.values():
             for agent in agents:
                 agent.close()
+        for agent in daemon.attached:
+            agent.close()
     return 0
 
 

@@ -248,3 +248,57 @@ def test_become_through_a_kept_agent(fleet_factory: Callable[..., Fleet], tmp_pa
                      fleet.session_counts(h)["accepted"]))
     assert runs == [("admin", "builder", 1), ("admin", "builder", 0)]
     assert owner(h, "/home/builder/made") == ids(h, "builder")
+
+
+def test_megabytes_both_ways_through_the_daemon(fleet_factory: Callable[..., Fleet], tmp_path: Path,
+                                                env: dict[str, str]) -> None:
+    """An 8 MiB copy to the host and an 8 MiB slurp back: more than the SSH window (2 MiB) and the
+    daemon's per-agent buffer (1 MiB) each way, so both of its pauses are taken; nothing is lost."""
+    import base64
+    import hashlib
+    fleet = fleet_factory(1)
+    h = fleet.hosts[0]
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(8 << 20))
+    book = tmp_path / "big.yml"
+    book.write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": [
+        {"name": "there", "copy": {"src": str(big), "dest": "/tmp/big.bin"}},
+        {"name": "back", "slurp": {"src": "/tmp/big.bin"}, "register": "back"},
+    ]}]))
+    inventory = fleet.write_inventory(tmp_path / "inventory.yml")
+    report = tmp_path / "report.json"
+    for _ in range(2):   # the second run through the kept agent
+        proc = subprocess.run([sys.executable, "-m", "provisioner.cli", "apply", str(book), "-i", str(inventory),
+                               "--persist", "30", "--report", str(report)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout
+        results = {r["task"]: r["result"] for r in json.loads(report.read_text())["results"]}
+        assert hashlib.sha256(base64.b64decode(results["back"]["content"])).digest() == \
+            hashlib.sha256(big.read_bytes()).digest()
+    assert hashlib.sha256(h.path("/tmp/big.bin").read_bytes()).digest() == hashlib.sha256(big.read_bytes()).digest()
+    info = persist.control("info")
+    assert info is not None and info["kept"] == 1
+
+
+def test_stop_lets_a_run_in_progress_finish(fleet_factory: Callable[..., Fleet], tmp_path: Path,
+                                            env: dict[str, str]) -> None:
+    fleet = fleet_factory(1)
+    h = fleet.hosts[0]
+    inventory = fleet.write_inventory(tmp_path / "inventory.yml")
+    assert apply(tmp_path, inventory, env)[0] == 0
+    proc = subprocess.Popen([sys.executable, "-m", "provisioner.cli", "apply", str(playbook(tmp_path)),
+                             "-i", str(inventory), "--persist", "30", "-e", "nap=3"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while b"sleep 3" not in fleet.host_exec(h, ["ps", "-eo", "args="]).stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop = cli(env, "persist", "stop")
+    assert stop.returncode == 0 and "0 kept agent(s) closed" in stop.stdout, stop.stdout
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out   # the run in progress was not cut
+    info_pid = int(stop.stdout.split("pid ")[1].split(")")[0])
+    assert _wait_gone(info_pid)        # and the daemon left after it, keeping nothing
+    deadline = time.monotonic() + 10
+    while agents_on(fleet, h) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert agents_on(fleet, h) == []

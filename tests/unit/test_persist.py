@@ -51,7 +51,7 @@ def test_the_socket_directory_is_private(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_a_target_travels_to_the_daemon_whole() -> None:
-    jump = SSHTarget(name="bastion", hostname="10.0.0.1", port=2222, user="ops", key_files=("~/.ssh/k",))
+    jump = SSHTarget(name="bastion", hostname="10.0.0.1", port=2222, user="ops", key_files=("/home/ops/.ssh/k",))
     target = SSHTarget(name="gpu07", hostname="10.1.0.7", user="admin", key_files=("/k1", "/k2"),
                        password="pw", known_hosts=(Path("/kh"),), host_keys="accept-new", timeout=3.0,
                        keepalive=5, compress=True, jumps=(jump,), proxy_command=None)
@@ -100,3 +100,48 @@ def test_two_runs_starting_at_once_share_one_daemon(tmp_path: Path) -> None:
                           "print(persist.control('stop')['pid'])"], env=env, stdout=subprocess.PIPE, text=True,
                          check=True).stdout
     assert {int(out)} == pids
+
+
+class _Channel:
+    """What _Agent.balanced() reads of a paramiko channel (a live one: tests/fleet)."""
+    closed = False
+
+    def exit_status_ready(self) -> bool:
+        return False
+
+    def recv_ready(self) -> bool:
+        return False
+
+
+def test_an_agent_is_kept_only_booted_and_between_requests() -> None:
+    agent = persist._Agent("k", None, _Channel(), 60.0)  # type: ignore[arg-type]
+    assert not agent.balanced()   # no answer yet: it may still wait for the boot marker
+    agent.requests.feed(BOOT_MARKER + b'\n{"op": "facts", "id": 1}\n')
+    assert not agent.balanced()
+    agent.replies.feed(b'{"id": 1, "facts": {}}\n')
+    assert agent.balanced()
+    agent.requests.feed(b'{"op": "run", "id": 2}\n')
+    assert not agent.balanced()   # a task in flight
+    agent.replies.feed(b'{"id": 2}\n')
+    agent.to_channel += b"x"
+    assert not agent.balanced()   # bytes the host has not taken
+
+
+def test_a_targets_files_are_made_absolute_for_the_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    target = SSHTarget(name="h", hostname="h", key_files=("keys/id",), known_hosts=(Path("kh"), Path("~/kh2")))
+    data = persist._target_dict(target)
+    assert data["key_files"] == [str(tmp_path / "keys" / "id")]
+    assert data["known_hosts"] == [str(tmp_path / "kh"), os.path.expanduser("~/kh2")]
+
+
+def test_a_header_that_is_no_object_is_refused_and_the_daemon_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    for bad in ([1, 2], "x"):
+        sock = persist.daemon_socket(5.0)
+        assert sock is not None
+        assert persist._ask(sock, bad, 5.0) is None   # type: ignore[arg-type]
+        sock.close()
+    info = persist.control("stop")
+    assert info is not None and info["attached"] == 0
