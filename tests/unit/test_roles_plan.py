@@ -156,7 +156,7 @@ def plan_in_check_mode(tmp_path: Path, hosts: dict[str, dict[str, Any]], skip_ta
     runner = Runner(book, inv, options, Output(quiet=True), loader)
     real = runmod.AgentSession
 
-    def fake_session(conn: Any, python: str = "python3") -> FakeOsAgent:
+    def fake_session(conn: Any, python: str = "python3", persist: float = 0) -> FakeOsAgent:
         return agents[conn.name]
 
     runmod.AgentSession = fake_session  # type: ignore[assignment,misc]
