@@ -287,10 +287,10 @@ def test_stop_lets_a_run_in_progress_finish(fleet_factory: Callable[..., Fleet],
     inventory = fleet.write_inventory(tmp_path / "inventory.yml")
     assert apply(tmp_path, inventory, env)[0] == 0
     proc = subprocess.Popen([sys.executable, "-m", "provisioner.cli", "apply", str(playbook(tmp_path)),
-                             "-i", str(inventory), "--persist", "30", "-e", "nap=3"],
+                             "-i", str(inventory), "--persist", "30", "-e", "nap=6"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
-    while b"sleep 3" not in fleet.host_exec(h, ["ps", "-eo", "args="]).stdout and time.monotonic() < deadline:
+    while b"sleep 6" not in fleet.host_exec(h, ["ps", "-eo", "args="]).stdout and time.monotonic() < deadline:
         time.sleep(0.05)
     stop = cli(env, "persist", "stop")
     assert stop.returncode == 0 and "0 kept agent(s) closed" in stop.stdout, stop.stdout
