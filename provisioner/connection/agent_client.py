@@ -77,23 +77,20 @@ class AgentSession:
         target = getattr(self.connection, "target", None)
         if target is None or target.jumps or target.proxy_command:
             return None   # local, or a path the daemon would not take as this run does: connect here
-        got = persist.attach(target, argv, self.persist)
-        if got is None:
-            return None
-        self.stream, live = got
-        if not live:
-            return self._exchange(first, prefix=BOOT_MARKER + b"\n")
-        try:
-            return self._exchange(first)
-        except Unreachable:
-            # a kept agent that died since (its host rebooted, say): once more, on a new connection
-            self.stream.close()
-            got = persist.attach(target, argv, self.persist, fresh=True)
+        for fresh in (False, True):
+            got = persist.attach(target, argv, self.persist, fresh=fresh)
             if got is None:
                 self.stream = None
                 return None
-            self.stream = got[0]
-            return self._exchange(first, prefix=BOOT_MARKER + b"\n")
+            self.stream, live = got
+            if not live:
+                return self._exchange(first, prefix=BOOT_MARKER + b"\n")
+            try:
+                return self._exchange(first)
+            except Unreachable:
+                # a kept agent that died since (its host rebooted, say): once more, on a new connection
+                self.stream.close()
+        return None
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
         if self.deferred:

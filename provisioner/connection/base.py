@@ -14,6 +14,12 @@ class Unreachable(Exception):
     """The host could not be reached, or the connection broke: the host is `unreachable`."""
 
 
+def lost(name: str, why: str = "", closer: str = "the remote side") -> Unreachable:
+    """What every stream says when its connection broke: why, or who closed it."""
+    return Unreachable(f"connection to {name} lost: {why}" if why else
+                       f"connection to {name} lost ({closer} closed it)")
+
+
 class Stream(Protocol):
     """A running program's stdin and stdout, as bytes."""
 

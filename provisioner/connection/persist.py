@@ -39,10 +39,10 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioner.connection.base import Unreachable
+from provisioner.connection.base import Unreachable, lost
 
 if TYPE_CHECKING:
-    from provisioner.connection.ssh import SSHConnection, SSHTarget
+    from provisioner.connection.ssh import SSHConnection, SSHStream, SSHTarget
 
 PROGRESS_PREFIX = b'{"_progress"'   # as provisioner.host.agent.PROGRESS_PREFIX (not imported: the daemon stays small)
 HEADER_TIMEOUT_S = 5.0               # the daemon's answer to a header, beyond the host's connect timeout
@@ -87,19 +87,17 @@ class PersistStream:
         try:
             self.sock.sendall(data)
         except OSError as exc:
-            raise Unreachable(f"connection to {self.name} lost: {exc}") from exc
+            raise lost(self.name, str(exc)) from exc
 
     def readline(self) -> bytes:
         try:
             line = self._in.readline()
         except OSError as exc:
-            raise Unreachable(f"connection to {self.name} lost: {exc}") from exc
+            raise lost(self.name, str(exc)) from exc
         if not line:
-            raise Unreachable(f"connection to {self.name} lost (the persist daemon closed it)")
+            raise lost(self.name, closer="the persist daemon")
         if line.startswith(b"\0"):  # the command ended: what it said on stderr
-            detail = line[1:].decode(errors="replace").strip()[-300:]
-            raise Unreachable(f"connection to {self.name} lost: {detail}" if detail else
-                              f"connection to {self.name} lost (the remote side closed it)")
+            raise lost(self.name, line[1:].decode(errors="replace").strip()[-300:])
         return line
 
     def close(self) -> None:
@@ -274,8 +272,9 @@ HEADER_DEADLINE_S = 10.0
 class _Agent:
     """An agent's command on a host, with its connection, attached to a run or kept."""
 
-    def __init__(self, key: str, conn: SSHConnection, channel: Any, idle: float) -> None:
-        self.key, self.conn, self.channel, self.idle = key, conn, channel, idle
+    def __init__(self, key: str, conn: SSHConnection, stream: SSHStream, idle: float) -> None:
+        self.key, self.conn, self.stream, self.idle = key, conn, stream, idle
+        self.channel = stream.channel
         self.client: socket.socket | None = None
         self.requests = LineCounter()
         self.replies = LineCounter()
@@ -284,7 +283,7 @@ class _Agent:
         self.client_events = 0          # what the run's socket is registered for now
         self.reading = False            # whether the channel is registered
         self.kept_since = 0.0
-        self.err = b""   # the last of what the command wrote on stderr
+        self.err = ""   # the last of what the command wrote on stderr
 
     def balanced(self) -> bool:
         """Between two requests (every request answered, no line begun), booted (a run had an
@@ -295,12 +294,11 @@ class _Agent:
                 and not self.channel.closed and not self.channel.exit_status_ready()
                 and not self.channel.recv_ready())
 
+    def keep_stderr(self) -> None:
+        self.err = (self.err + " " + self.stream.read_stderr()).strip()[-300:]
+
     def close(self) -> None:
-        try:
-            self.channel.shutdown_write()
-            self.channel.close()
-        except Exception:
-            pass
+        self.stream.close()
         self.conn.close()
 
 
@@ -437,7 +435,7 @@ class Daemon:
         conn = SSHConnection(target)
         try:
             stream = conn.start(argv)
-            result: Any = _Agent(key, conn, stream.channel, idle)
+            result: Any = _Agent(key, conn, stream, idle)
         except Unreachable as exc:
             conn.close()
             result = str(exc)
@@ -523,7 +521,7 @@ class Daemon:
         while agent.to_channel:
             try:
                 n = agent.channel.send(bytes(agent.to_channel[:32768]))
-            except socket.timeout:   # the window is full: later (the loop retries stalled agents)
+            except TimeoutError:   # the window is full: later (the loop retries stalled agents)
                 break
             except Exception:
                 n = 0
@@ -541,12 +539,8 @@ class Daemon:
     def _from_channel(self, agent: _Agent) -> None:
         try:
             data = agent.channel.recv(65536)
-        except socket.timeout:  # woken by stderr (the channel's pipe is set for both): keep its tail
-            try:
-                while agent.channel.recv_stderr_ready():
-                    agent.err = (agent.err + agent.channel.recv_stderr(65536))[-300:]
-            except Exception:
-                pass
+        except TimeoutError:  # woken by stderr (the channel's pipe is set for both): keep its tail
+            agent.keep_stderr()
             return
         except Exception:
             data = b""
@@ -559,18 +553,13 @@ class Daemon:
             self._flush_client(agent)
             return
         # the command ended (or the connection broke): tell the run what it said on stderr
-        err = agent.err
-        try:
-            while agent.channel.recv_stderr_ready():
-                err = (err + agent.channel.recv_stderr(65536))[-300:]
-        except Exception:
-            pass
+        agent.keep_stderr()
         client, agent.client = agent.client, None
         if client is not None:
             self._unregister_client(agent, client)
             try:   # what it has not taken yet, then the end; a bounded wait, on this rare path only
                 client.settimeout(5.0)
-                client.sendall(bytes(agent.to_client) + b"\0" + err.replace(b"\n", b" ") + b"\n")
+                client.sendall(bytes(agent.to_client) + b"\0" + agent.err.replace("\n", " ").encode() + b"\n")
             except OSError:
                 pass
             client.close()
@@ -663,11 +652,15 @@ class Daemon:
 def main(argv: list[str]) -> int:
     import fcntl
     path, idle = Path(argv[0]), float(argv[1])
-    lock = open(path.with_suffix(".lock"), "a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return 0  # another daemon has it
+    with open(path.with_suffix(".lock"), "a") as lock:   # held while this daemon lives
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return 0  # another daemon has it
+        return _serve(path, idle)
+
+
+def _serve(path: Path, idle: float) -> int:
     if _connect(path) is not None:
         return 0
     try:

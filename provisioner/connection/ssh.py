@@ -24,7 +24,7 @@ if "invoke" not in sys.modules:
 else:
     import paramiko
 
-from provisioner.connection.base import Unreachable
+from provisioner.connection.base import Unreachable, lost
 
 _KNOWN_HOSTS_LOCK = threading.Lock()
 
@@ -151,20 +151,20 @@ class SSHStream:
         self._out = channel.makefile("rb")
         self._why_lost = why_lost
 
-    def _lost(self, detail: str) -> Unreachable:
+    def _lost(self, why: str) -> Unreachable:
         """The connection broke; behind a jump host, say when the jump host is what went away."""
         jump = self._why_lost() if self._why_lost is not None else ""
-        return Unreachable(f"connection to {self.name} lost: {jump}" if jump else
-                           f"connection to {self.name} lost{detail}")
+        return lost(self.name, jump or why)
 
     def write(self, data: bytes) -> None:
         try:
             self.channel.sendall(data)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            detail = self._stderr()  # the command may have exited at once: "python3: not found"
-            raise self._lost(f": {detail or exc or type(exc).__name__}") from exc
+            detail = self.read_stderr()  # the command may have exited at once: "python3: not found"
+            raise self._lost(str(detail or exc or type(exc).__name__)) from exc
 
-    def _stderr(self) -> str:
+    def read_stderr(self) -> str:
+        """What the command wrote on stderr and is here now (its last 300 characters)."""
         err = b""
         try:
             while self.channel.recv_stderr_ready():
@@ -177,10 +177,9 @@ class SSHStream:
         try:
             line = self._out.readline()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise self._lost(f": {exc or type(exc).__name__}") from exc
+            raise self._lost(str(exc or type(exc).__name__)) from exc
         if not line:
-            detail = self._stderr()
-            raise self._lost(f": {detail}" if detail else " (the remote side closed it)")
+            raise self._lost(self.read_stderr())
         return line
 
     def close(self) -> None:

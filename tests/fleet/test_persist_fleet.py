@@ -197,7 +197,7 @@ def test_a_host_that_is_gone_is_unreachable_as_without_persist(
     h1, h2 = fleet.hosts
     fleet.stop(h2)
     rc, out, report = apply(tmp_path, inventory, env)
-    rc0, out0, report0 = apply(tmp_path, inventory, env, persist_s="0")
+    rc0, _, report0 = apply(tmp_path, inventory, env, persist_s="0")
     assert rc == rc0 != 0
     msgs = [(r["status"], r["msg"]) for r in report["results"] if r["host"] == h2.name]
     msgs0 = [(r["status"], r["msg"]) for r in report0["results"] if r["host"] == h2.name]

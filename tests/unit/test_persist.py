@@ -103,7 +103,7 @@ def test_two_runs_starting_at_once_share_one_daemon(tmp_path: Path) -> None:
 
 
 class _Channel:
-    """What _Agent.balanced() reads of a paramiko channel (a live one: tests/fleet)."""
+    """What _Agent.balanced() reads of a paramiko channel, behind its SSHStream (a live one: tests/fleet)."""
     closed = False
 
     def exit_status_ready(self) -> bool:
@@ -114,7 +114,8 @@ class _Channel:
 
 
 def test_an_agent_is_kept_only_booted_and_between_requests() -> None:
-    agent = persist._Agent("k", None, _Channel(), 60.0)  # type: ignore[arg-type]
+    from types import SimpleNamespace
+    agent = persist._Agent("k", None, SimpleNamespace(channel=_Channel()), 60.0)  # type: ignore[arg-type]
     assert not agent.balanced()   # no answer yet: it may still wait for the boot marker
     agent.requests.feed(BOOT_MARKER + b'\n{"op": "facts", "id": 1}\n')
     assert not agent.balanced()
