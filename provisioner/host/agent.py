@@ -50,7 +50,6 @@ class SubAgent:
             argv = ["sudo", "-H", "-n", "-u", user, "--", python, "-I", "-S", "-c", boot]
         self.proc = proc.Proc(argv, os.environ, stdin_pipe=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
-        os.set_blocking(self.proc.stdin, True)  # a plain pipe to a child that reads it line by line
         self.stdin = os.fdopen(self.proc.stdin, "wb")
         self.stdout = os.fdopen(self.proc.stdout, "rb")
         self.stderr = os.fdopen(self.proc.stderr, "rb")
@@ -58,6 +57,7 @@ class SubAgent:
         if password and argv[0] == "sudo":
             self.stdin.write(password.encode() + b"\n")
         self.stdin.write(BOOT_MARKER + b"\n" + bundle_line)
+        self.facts_sent: Optional[Dict[str, Any]] = None   # the parent's facts this agent was given last
         self.stdin.flush()
         hello = self.call({"op": "hello"})
         if hello.get("failed"):
@@ -129,8 +129,9 @@ class Agent:
                 except Exception as exc:  # the reason was already turned into a sentence
                     return {"failed": True, "msg": str(exc), "become_failed": True}
                 self.subagents[user] = sub
-                if self.facts:
-                    sub.call({"op": "set_facts", "facts": self.facts})
+            if self.facts and sub.facts_sent is not self.facts:  # new, or kept from an earlier run (--persist)
+                sub.call({"op": "set_facts", "facts": self.facts})
+                sub.facts_sent = self.facts
             return sub.call(req, relay=self.send)
         op = req.get("op")
         if op == "hello":
@@ -142,9 +143,6 @@ class Agent:
         if op == "facts":
             from provisioner.host import facts
             self.facts = facts.gather(Host())
-            for sub in self.subagents.values():  # kept from an earlier run (--persist): today's facts
-                if sub.proc.poll() is None:
-                    sub.call({"op": "set_facts", "facts": self.facts})
             return {"facts": self.facts}
         if op == "set_facts":
             self.facts = req["facts"]
@@ -260,7 +258,8 @@ def serve(bundle_line: Any, at_exit: Optional[Callable[[], None]] = None,
           after_first: Optional[Callable[[], None]] = None) -> None:
     """Read requests from stdin until it closes (`pending`: ones the boot code read already);
     answer each on stdout. `bundle_line`: the bundle's line, or a function that makes it.
-    `after_first` runs once the first answer is sent (it keeps the bundle on the host).
+    `after_first` runs once the first answer is sent (it keeps the bundle on the host; `at_exit`
+    does it too, for a controller that left before it).
 
     `at_exit` runs once the controller is gone (it writes the host's code cache); then the
     process ends without the interpreter's teardown, which would cost the host a few ms.
@@ -325,8 +324,6 @@ def serve(bundle_line: Any, at_exit: Optional[Callable[[], None]] = None,
             after_first()
             after_first = None
     _kill_children()
-    if after_first is not None:
-        after_first()
     if at_exit is not None:
         at_exit()
     try:

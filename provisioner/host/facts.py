@@ -683,7 +683,7 @@ def gather(host: Host) -> dict[str, Any]:
     # File-only facts while the commands run.
     passwd = pwd.getpwuid(os.geteuid())
     facts: dict[str, Any] = {
-        "hostname": os.uname().nodename,  # gethostname(), without importing socket
+        "hostname": uname.nodename,  # gethostname(), without importing socket
         "fqdn": None,
         "system": uname.sysname,
         **dist,

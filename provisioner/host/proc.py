@@ -133,7 +133,6 @@ class Proc(_Group):
                 os.close(fd)
         if stdin_pipe:
             self.stdin = ours.pop(0)
-            os.set_blocking(self.stdin, False)  # never block on a full pipe while output waits
         self.stdout, self.stderr = ours
 
     def _start_popen(self, env: Mapping[str, str], stdin_pipe: bool) -> None:  # pragma: no cover
@@ -146,7 +145,6 @@ class Proc(_Group):
         if stdin_pipe:
             self.stdin = os.dup(self._popen.stdin.fileno())
             self._popen.stdin.close()
-            os.set_blocking(self.stdin, False)
         self.stdout = os.dup(self._popen.stdout.fileno())
         self.stderr = os.dup(self._popen.stderr.fileno())
         self._popen.stdout.close()
@@ -210,6 +208,7 @@ class Proc(_Group):
         pending = memoryview(data)
         if self.stdin is not None:
             if pending:
+                os.set_blocking(self.stdin, False)  # never block on a full pipe while output waits
                 poller.register(self.stdin, select.POLLOUT)
             else:
                 os.close(self.stdin)

@@ -7,12 +7,11 @@ only when a file changed. Launchpad "ppa:" shorthands are refused (give the deb 
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import time
 
-from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, parse_mode, text_diff
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, glob_paths, parse_mode, text_diff
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ def default_filename(repo: str) -> str:
 
 def source_files() -> list[str]:
     return ([SOURCES_LIST] if os.path.exists(SOURCES_LIST) else []) + \
-        sorted(glob.glob(os.path.join(SOURCES_DIR, "*.list")))
+        sorted(glob_paths(os.path.join(SOURCES_DIR, "*.list")))
 
 
 def plan(args: Args, host: Host) -> Change:

@@ -7,10 +7,9 @@ through `service` (or /etc/init.d/NAME) and update-rc.d/chkconfig; with neither,
 
 from __future__ import annotations
 
-import glob
 import os
 
-from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError
+from provisioner.host.runtime import Change, Host, ModuleArgs, ModuleError, glob_paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,7 +93,7 @@ def sysv_command(args: Args, host: Host) -> list[str]:
 
 
 def sysv_enabled(name: str) -> bool:
-    return any(glob.glob(os.path.join(d.format(level), f"S??{name}")) for d in RC_DIRS for level in "2345")
+    return any(glob_paths(os.path.join(d.format(level), f"S??{name}")) for d in RC_DIRS for level in "2345")
 
 
 def sysv_steps(args: Args, host: Host) -> tuple[list[str], dict[str, str]]:
@@ -146,7 +145,7 @@ def run_step(host: Host, argv: list[str], step: str) -> None:
 def sysv_enable_argv(host: Host, name: str, enable: bool) -> list[str]:
     tool = host.which("update-rc.d")
     if tool:          # `defaults` creates the rc links; `enable` only renames existing K links to S
-        linked = any(glob.glob(os.path.join(d.format(level), f"[SK]??{name}"))
+        linked = any(glob_paths(os.path.join(d.format(level), f"[SK]??{name}"))
                      for d in RC_DIRS for level in "2345")
         return [tool, name, ("enable" if linked else "defaults") if enable else "disable"]
     tool = host.which("chkconfig")
