@@ -32,7 +32,6 @@ def collect(runner: Any, names: list[str], default_path: str) -> dict[str, dict[
         finally:
             if session is not None:
                 session.close()
-        assert reply is not None
         if reply.get("failed"):
             return name, {"error": f"never pulled ({reply.get('msg', '')})"}
         try:

@@ -52,21 +52,17 @@ class AgentSession:
         """A command through the host's shell without the agent: the `raw` module."""
         return self.connection.run_raw(command, stdin, timeout, pty)
 
-    def start(self, first: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        """Open the connection, start the agent and (optionally) send a first request with it."""
+    def start(self, first: dict[str, Any]) -> dict[str, Any]:
+        """Open the connection, start the agent and send it a first request: its reply."""
         # -I: the host's PYTHON* variables and user site-packages must not change the agent.
         # -S: no `site` (the agent needs only the standard library): ~3 ms less per host.
         argv = [self.python, "-I", "-S", "-c", BOOT_CODE, bundle_digest()]
-        if self.persist > 0 and not self.deferred and first is not None:
+        if self.persist > 0 and not self.deferred:
             reply = self._start_kept(argv, first)
             if reply is not None:
                 return reply
         if not self.deferred:  # deferred: already open
             self.connection.open()
-        if first is None:  # nothing to ask yet: the bundle goes with the marker
-            self.stream = self.connection.start(argv[:-1])
-            self.stream.write(BOOT_MARKER + b"\n" + bundle_line())
-            return None
         self.stream = self.connection.start(argv)
         return self._exchange(first, prefix=BOOT_MARKER + b"\n")
 
@@ -75,8 +71,8 @@ class AgentSession:
         and the agent boots as over SSH. None: no daemon, or a host it does not serve (connect here)."""
         from provisioner.connection import persist
         target = getattr(self.connection, "target", None)
-        if target is None or target.jumps or target.proxy_command:
-            return None   # local, or a path the daemon would not take as this run does: connect here
+        if target is None:   # a local connection
+            return None
         for fresh in (False, True):
             got = persist.attach(target, argv, self.persist, fresh=fresh)
             if got is None:

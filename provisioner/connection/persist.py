@@ -210,13 +210,16 @@ def _ask(sock: socket.socket, header: dict[str, Any], timeout: float) -> dict[st
 def attach(target: SSHTarget, argv: list[str], idle: float,
            fresh: bool = False) -> tuple[PersistStream, bool] | None:
     """The agent on `target` through the daemon: (stream, whether it is a kept agent, booted).
-    None when there is no daemon to ask (the caller connects directly). Unreachable as SSH says it."""
+    None when the caller connects directly: a host behind a jump host or a ProxyCommand (a path the
+    daemon would not take as this run does), or no daemon to ask. Unreachable as SSH says it."""
+    if target.jumps or target.proxy_command:
+        return None
     sock = daemon_socket(idle)
     if sock is None:
         return None
     header = {"target": _target_dict(target), "argv": argv, "idle": idle, "fresh": fresh,
               "auth_sock": os.environ.get("SSH_AUTH_SOCK")}
-    answer = _ask(sock, header, target.timeout * (1 + len(target.jumps)) + HEADER_TIMEOUT_S)
+    answer = _ask(sock, header, target.timeout + HEADER_TIMEOUT_S)
     if answer is None or "direct" in answer:   # no answer, or one that says: connect yourself
         sock.close()
         return None

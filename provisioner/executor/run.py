@@ -80,19 +80,19 @@ class Runner:
         call, from one kept per host and play: the no-op path asks for it per host per task."""
         live = self.hosts.get(hr.name) is hr  # not a passing HostRun of variables_for (hostvars)
         key = ("layers", id(hr), id(play), id(hr.facts), id(self.play_hosts))
-        kept = self._layer_cache.get(key) if live else None
-        if kept is None:
-            kept = VarLayers().set("inventory", self._inventory_layer(hr)).set("facts", self._facts_layer(hr))
-            kept.set("host_facts", hr.host_facts).set("registered", hr.registered)
-            kept.set("magic", self._magic_layer(hr, play)).set("extra_vars", self.options.extra_vars)
+        def build() -> VarLayers:
+            layers = VarLayers().set("inventory", self._inventory_layer(hr)).set("facts", self._facts_layer(hr))
+            layers.set("host_facts", hr.host_facts).set("registered", hr.registered)
+            layers.set("magic", self._magic_layer(hr, play)).set("extra_vars", self.options.extra_vars)
             if play:
-                kept.set("role_defaults", *(r.defaults for r in play.roles)).set("play_vars", play.vars)
-                kept.set("vars_files", self._cached(("vars_files", hr.name, id(play)),
-                                                    lambda: self._vars_files(play, hr)))
-                kept.set("role_vars", *(r.vars for r in play.roles))
-            if live:  # hr, its facts, the play and play_hosts live as long as the entry: their ids hold
-                self._layer_cache[key] = kept
-        return kept.copy()
+                layers.set("role_defaults", *(r.defaults for r in play.roles)).set("play_vars", play.vars)
+                layers.set("vars_files", self._cached(("vars_files", hr.name, id(play)),
+                                                      lambda: self._vars_files(play, hr)))
+                layers.set("role_vars", *(r.vars for r in play.roles))
+            return layers
+        # kept only for the run's own HostRun: it, its facts, the play and play_hosts live as long
+        # as the entry, so their ids hold
+        return (self._cached(key, build) if live else build()).copy()
 
     def _inventory_layer(self, hr: HostRun) -> dict[str, Any]:
         return self._cached(("inventory", hr.name), lambda: self.inventory.host_vars(hr.name))
@@ -204,7 +204,6 @@ class Runner:
             hr.unreachable = True
             return TaskResult(hr.name, shown_as, "setup", UNREACHABLE,
                               f"{type(exc).__name__}: {exc}", duration=time.monotonic() - t0)
-        assert reply is not None
         if reply.get("failed"):
             return TaskResult(hr.name, shown_as, "setup", FAILED, reply.get("msg", ""),
                               data=reply, duration=time.monotonic() - t0)
