@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -35,11 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     benchrun.precompile()
     figures: dict[int, list[benchrun.RunFigures]] = {f: [] for f in forks}
     with fleetmod.Fleet(args.hosts, name="forks", log=lambda m: None) as fleet:
-        workdir = benchrun.WORK / "runs" / f"forks-{args.hosts}-{time.strftime('%H%M%S')}"
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir = benchrun.run_dir(f"forks-{args.hosts}")
         cmd, env, cwd = benchrun.command_for("provision", fleet, args.hosts, workdir)
         t0 = time.monotonic()
-        subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        benchrun.converge(cmd, env, cwd)
         print(f"{args.hosts} hosts converged in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         for rnd in range(args.rounds):
             for f in forks:

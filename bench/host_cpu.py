@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import resource
-import subprocess
 import sys
-import time
+import uuid
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -54,15 +53,14 @@ def first_runs(tools: list[str]) -> list[tuple[str, float, float]]:
     for tool in tools:
         with fleetmod.Fleet(n, name=f"hostcpu-first-{tool}", log=lambda m: None) as fleet:
             pids = [h.init_pid for h in fleet.hosts if h.init_pid is not None]
-            workdir = benchrun.WORK / "runs" / f"hostcpu-first-{tool}-{time.strftime('%H%M%S')}"
-            workdir.mkdir(parents=True, exist_ok=True)
+            workdir = benchrun.run_dir(f"hostcpu-first-{tool}")
             cmd, env, cwd = benchrun.command_for(tool, fleet, n, workdir)
+            env["PROVISION_BENCH_TAG"] = uuid.uuid4().hex
             before = benchrun.settled_hosts_cpu(pids)
-            ctl0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-            ctl1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            r = benchrun.run_measured(cmd, env, cwd, workdir / "first.log", 1800)
+            assert r.rc == 0, f"{tool}: first run failed, see {r.log}"
             host_ms = (benchrun.settled_hosts_cpu(pids) - before) / n * 1e3
-            ctl_ms = (ctl1.ru_utime + ctl1.ru_stime - ctl0.ru_utime - ctl0.ru_stime) / n * 1e3
+            ctl_ms = r.cpu_s / n * 1e3
             rows.append((f"{tool}: a first run of bench/baseline.yml on a fresh host", host_ms, ctl_ms))
     with fleetmod.Fleet(n, name="hostcpu-first-apt", log=lambda m: None) as fleet:
         # host_exec runs the command under nsenter, our child: its CPU is ours to reap, not PID 1's
@@ -92,13 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         with fleetmod.Fleet(1, name=f"hostcpu-{tool}", log=lambda m: None) as fleet:
             pid = fleet.hosts[0].init_pid
             assert pid is not None
-            workdir = benchrun.WORK / "runs" / f"hostcpu-{tool}-{time.strftime('%H%M%S')}"
-            workdir.mkdir(parents=True, exist_ok=True)
+            workdir = benchrun.run_dir(f"hostcpu-{tool}")
             cmd, env, cwd = benchrun.command_for(tool, fleet, 1, workdir)
 
             def apply(cmd: list[str] = cmd, env: dict[str, str] = env, cwd: Path = cwd) -> None:
-                subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               check=True)
+                benchrun.converge(cmd, env, cwd)
 
             apply()  # converge (and, for provision, write the host's bytecode cache)
             rows.append((f"{tool}: a whole no-op run of bench/baseline.yml", *mean_host_cpu(pid, args.runs, apply)))

@@ -199,15 +199,8 @@ def tagged_cpu(tag: str, mem: TreeMemory | None = None) -> dict[int, float]:
     """CPU seconds so far of each live process that carries the tag (own time and its reaped
     children's), for processes that outlive the tool."""
     mem = mem or TreeMemory(tag, -1)
-    found: dict[int, float] = {}
-    for ent in os.listdir("/proc"):
-        if ent.isdigit() and mem._is_tagged(int(ent)) and int(ent) != mem.root_pid:
-            try:
-                fields = Path("/proc/%s/stat" % ent).read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            found[int(ent)] = sum(int(x) for x in fields[11:15]) / TICK
-    return found
+    return {pid: ticks / TICK for pid, (_, ticks) in proc_cpu().items()
+            if pid != mem.root_pid and mem._is_tagged(pid)}
 
 
 _CHANGED = re.compile(r"\bchanged[=:]\s*(\d+)", re.I)
@@ -228,6 +221,20 @@ def changed_count(log_path: str, tool: str) -> int | None:
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def proc_cpu() -> dict[int, tuple[int, int]]:
+    """Every live process: pid -> (parent, its own and its reaped children's CPU in clock ticks)."""
+    table: dict[int, tuple[int, int]] = {}
+    for ent in os.listdir("/proc"):
+        if not ent.isdigit():
+            continue
+        try:
+            fields = Path("/proc/%s/stat" % ent).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(ent)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))  # ppid; utime stime cutime cstime
+    return table
+
+
 def hosts_cpu(pids: list[int]) -> float:
     """CPU seconds the hosts have spent so far, summed over the hosts.
 
@@ -238,15 +245,7 @@ def hosts_cpu(pids: list[int]) -> float:
     lives, then in the reaped-children time of whoever reaped it). The live part matters for
     Ansible's ControlPersist masters, whose sessions' CPU stays in a live sshd-session. Clock
     ticks are 10 ms; summed over many hosts they average out."""
-    table: dict[int, tuple[int, int]] = {}   # pid -> (parent, own + reaped children ticks)
-    for ent in os.listdir("/proc"):
-        if not ent.isdigit():
-            continue
-        try:
-            fields = Path("/proc/%s/stat" % ent).read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        table[int(ent)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))  # ppid; utime stime cutime cstime
+    table = proc_cpu()
     kids: dict[int, list[int]] = {}
     for pid, (parent, _) in table.items():
         kids.setdefault(parent, []).append(pid)
@@ -373,6 +372,19 @@ def command_for(tool: str, fleet: fleetmod.Fleet, n: int, rundir: Path) -> tuple
 
 # --------------------------------------------------------------------------- one tool at one size
 
+def run_dir(name: str) -> Path:
+    """A fresh folder for one measurement's inventories and logs: WORK/runs/NAME-HHMMSS."""
+    path = WORK / "runs" / ("%s-%s" % (name, time.strftime("%H%M%S")))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def converge(argv: list[str], env: dict[str, str], cwd: Path) -> None:
+    """One run whose figures nobody reads: it brings the hosts to the playbook's state (and, for
+    provision, writes the hosts' bytecode cache)."""
+    subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+
 def warm_apt_cache(log: Any) -> None:
     """Download the playbook's .debs into the fleet's shared archive once, so every tool's
     first run installs from the same warm cache (none of them pays the download alone)."""
@@ -386,8 +398,7 @@ def warm_apt_cache(log: Any) -> None:
 
 def bench_one(tool: str, n: int, version: str, noop_runs: int, timeout: float, log: Any) -> Row:
     row = Row(tool, n, version)
-    rundir = WORK / "runs" / ("%s-%d-%s" % (tool, n, time.strftime("%H%M%S")))
-    rundir.mkdir(parents=True, exist_ok=True)
+    rundir = run_dir("%s-%d" % (tool, n))
     jump = tool == "provision-jump"
     fleet = fleetmod.Fleet(n + jump, name="bench-%s-%d" % (tool, n), log=lambda m: None)
     try:
@@ -396,28 +407,28 @@ def bench_one(tool: str, n: int, version: str, noop_runs: int, timeout: float, l
         argv, env, cwd = command_for(tool, fleet, n, rundir)
         env["PROVISION_BENCH_TAG"] = uuid.uuid4().hex
         pids = [h.init_pid for h in targets if h.init_pid is not None]
-        fleet.reset_log()
-        before = settled_hosts_cpu(pids)
-        first = run_measured(argv, env, cwd, rundir / "first.log", timeout)
-        first.host_cpu_s = settled_hosts_cpu(pids) - before
-        first.exec_sessions = [fleet.count_exec_sessions(h) for h in targets]
-        first.changed = changed_count(first.log, tool)
-        row.first = first
+        settled = [settled_hosts_cpu(pids)]   # the hosts' CPU after the last run: the next one's start
+
+        def measure(logname: str) -> RunFigures:
+            fleet.reset_log()
+            r = run_measured(argv, env, cwd, rundir / logname, timeout)
+            settled.append(settled_hosts_cpu(pids))
+            r.host_cpu_s = settled[-1] - settled[-2]
+            r.exec_sessions = [fleet.count_exec_sessions(h) for h in targets]
+            r.changed = changed_count(r.log, tool)
+            return r
+
+        first = row.first = measure("first.log")
         log("  %-20s N=%-3d first run %7.2f s rc=%d  peak %.0f MB" % (tool, n, first.seconds, first.rc,
                                                                       first.peak_rss / 2**20))
         if first.rc != 0:
             row.error = "first run failed (rc %d): see %s" % (first.rc, first.log)
             return row
         for i in range(noop_runs):
-            fleet.reset_log()
-            before = settled_hosts_cpu(pids)
-            r = run_measured(argv, env, cwd, rundir / ("noop%d.log" % (i + 1)), timeout)
-            r.host_cpu_s = settled_hosts_cpu(pids) - before
-            r.exec_sessions = [fleet.count_exec_sessions(h) for h in targets]
+            r = measure("noop%d.log" % (i + 1))
             if jump:
                 log("  %-20s N=%-3d jump host: %d SSH connection(s) this run" % (
                     tool, n, fleet.count_connections(fleet.hosts[-1])))
-            r.changed = changed_count(r.log, tool)
             row.noop.append(r)
             log("  %-20s N=%-3d no-op run %7.2f s rc=%d  exec/host %s  peak %.0f MB  CPU %.2f s controller, "
                 "%.2f s hosts%s" % (

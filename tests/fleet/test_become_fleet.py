@@ -94,8 +94,9 @@ def test_admin_becomes_another_user_and_the_host_says_who_owns_the_files(
     assert owner(h, "/root/made") == (0, 0)
     assert owner(h, "/tmp/made-by-admin") == admin
 
-    # The second run starts admin's agent from the bundle its host kept (no bundle on the wire), and
-    # the agents it starts through sudo still get theirs: the same users, nothing changed.
+    # The host kept the bundle, so the second run starts admin's agent from it (that no bundle is
+    # then sent: tests/unit/test_agent_cache.py), and the agents it starts through sudo still get
+    # theirs: the same users, nothing changed.
     kept = [p.name for p in h.path("/home/admin/.cache/provision").iterdir() if p.name.startswith("bundle-")]
     assert len(kept) == 1, kept
     rc, out, report = apply(tmp_path, inventory)

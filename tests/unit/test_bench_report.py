@@ -9,7 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from bench.run import Row, RunFigures, TreeMemory, goals, run_measured, tagged_cpu, time_table
+from bench.run import Row, RunFigures, goals, run_measured, tagged_cpu, time_table
 
 
 def run(seconds: float, ctl: float = 0.0, hosts: float = 0.0, sessions: int = 1, n: int = 1) -> RunFigures:
@@ -61,9 +61,11 @@ def test_the_cpu_of_what_outlives_the_tool_is_counted(tmp_path: Path) -> None:
             "'import time\\nt=time.process_time()\\nwhile time.process_time()-t<0.3: pass\\ntime.sleep(30)'], "
             "start_new_session=True)")
     env = {**os.environ, "PROVISION_BENCH_TAG": tag}
-    r = run_measured([sys.executable, "-c", code + "; import time; time.sleep(0.8)"], env, tmp_path,
-                     tmp_path / "log", timeout=30)
-    assert r.rc == 0
-    assert r.detached_cpu_s >= 0.25 and r.cpu_s >= r.detached_cpu_s
-    for pid in tagged_cpu(tag, TreeMemory(tag, -1)):   # the child our tool started, by its PID
-        os.kill(pid, signal.SIGKILL)
+    try:
+        r = run_measured([sys.executable, "-c", code + "; import time; time.sleep(0.8)"], env, tmp_path,
+                         tmp_path / "log", timeout=30)
+        assert r.rc == 0
+        assert r.detached_cpu_s >= 0.25 and r.cpu_s >= r.detached_cpu_s
+    finally:
+        for pid in tagged_cpu(tag):   # the child our tool started, by its PID
+            os.kill(pid, signal.SIGKILL)
