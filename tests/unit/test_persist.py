@@ -146,3 +146,11 @@ def test_a_header_that_is_no_object_is_refused_and_the_daemon_goes_on(
         sock.close()
     info = persist.control("stop")
     assert info is not None and info["attached"] == 0
+
+
+def test_another_provision_gets_another_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The socket's name carries the code's hash: a daemon never serves a run of another version."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    mine = persist.socket_path()
+    monkeypatch.setattr("provisioner.host.bundle.bundle_digest", lambda: "another-bundle")
+    assert persist.socket_path() != mine and persist.socket_path().parent == mine.parent
